@@ -1,0 +1,164 @@
+"""Cameras in nerfstudio's ``transforms.json`` format: the poses stage's artifact.
+
+Convention: every ``transform_matrix`` is a 4×4 camera-to-world matrix in the OpenGL /
+nerfstudio convention — camera x points right, y up, and the camera looks along -z. (COLMAP
+and OpenCV use x right, y down, looking along +z; :func:`opencv_to_opengl` converts.)
+Intrinsics are in pixels of the stored images: ``fl_x, fl_y, cx, cy, w, h``; images are
+undistorted, so ``camera_model`` is ``OPENCV`` with zero distortion coefficients.
+
+Besides nerfstudio's keys the file carries, per frame, ``name``, ``split`` (``train`` or
+``test``), ``mask_path`` (the object mask, or absent) and ``near``/``far`` (depth bounds along
+the optical axis, world units, from the sparse points), and at the top level ``near``/``far``
+over all frames and ``convention`` (this paragraph in one line). Paths are relative to the
+folder holding the file.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import atomic
+from .errors import UserError
+
+CONVENTION = "camera-to-world 4x4, OpenGL/nerfstudio: x right, y up, camera looks along -z"
+
+OPENCV_TO_OPENGL = np.diag([1.0, -1.0, -1.0, 1.0])
+
+
+def opencv_to_opengl(camera_to_world: np.ndarray) -> np.ndarray:
+    """Convert camera-to-world matrices from OpenCV axes to OpenGL axes (and back)."""
+    return camera_to_world @ OPENCV_TO_OPENGL
+
+
+@dataclass
+class Frame:
+    """One camera of the scene."""
+
+    name: str
+    split: str  # "train" or "test"
+    image: Path  # absolute
+    mask: Path | None  # absolute, the object mask (not dilated)
+    camera_to_world: np.ndarray  # (4, 4) float64, OpenGL convention
+    near: float
+    far: float
+
+
+@dataclass
+class Cameras:
+    """Shared pinhole intrinsics (pixels) and the frames of a scene."""
+
+    width: int
+    height: int
+    fx: float
+    fy: float
+    cx: float
+    cy: float
+    frames: list[Frame]
+
+    @property
+    def intrinsics(self) -> np.ndarray:
+        """The 3×3 intrinsics matrix."""
+        return np.array([[self.fx, 0.0, self.cx], [0.0, self.fy, self.cy], [0.0, 0.0, 1.0]])
+
+    def split(self, name: str) -> list[Frame]:
+        """Frames of one split, in file order."""
+        return [f for f in self.frames if f.split == name]
+
+    def frame(self, name: str) -> Frame:
+        for f in self.frames:
+            if f.name == name:
+                return f
+        raise KeyError(name)
+
+
+def write_transforms(path: str | Path, cameras: Cameras) -> Path:
+    """Write ``cameras`` as ``transforms.json`` at ``path`` (paths made relative to it)."""
+    path = Path(path)
+    base = path.parent.resolve()
+
+    def rel(p: Path) -> str:
+        return Path(_relpath(p.resolve(), base)).as_posix()
+
+    frames = []
+    for f in cameras.frames:
+        item: dict[str, Any] = {
+            "name": f.name,
+            "split": f.split,
+            "file_path": rel(f.image),
+            "transform_matrix": np.asarray(f.camera_to_world, dtype=float).tolist(),
+            "near": float(f.near),
+            "far": float(f.far),
+        }
+        if f.mask is not None:
+            item["mask_path"] = rel(f.mask)
+        frames.append(item)
+    data = {
+        "camera_model": "OPENCV",
+        "convention": CONVENTION,
+        "w": cameras.width,
+        "h": cameras.height,
+        "fl_x": cameras.fx,
+        "fl_y": cameras.fy,
+        "cx": cameras.cx,
+        "cy": cameras.cy,
+        "k1": 0.0,
+        "k2": 0.0,
+        "p1": 0.0,
+        "p2": 0.0,
+        "near": min(f.near for f in cameras.frames),
+        "far": max(f.far for f in cameras.frames),
+        "frames": frames,
+    }
+    return atomic.write_json(path, data)
+
+
+def _relpath(target: Path, base: Path) -> str:
+    import os
+
+    return os.path.relpath(target, base)
+
+
+def load_transforms(path: str | Path) -> Cameras:
+    """Read a ``transforms.json`` written by :func:`write_transforms` and check it."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: not found; run the poses stage first")
+    try:
+        data = json.loads(path.read_text())
+        base = path.parent
+        frames = []
+        for item in data["frames"]:
+            matrix = np.asarray(item["transform_matrix"], dtype=np.float64)
+            if matrix.shape != (4, 4) or not np.all(np.isfinite(matrix)):
+                raise UserError(
+                    f"{path}: frame {item.get('name')} has a non-finite or non-4x4 transform_matrix"
+                )
+            frames.append(
+                Frame(
+                    name=item["name"],
+                    split=item["split"],
+                    image=base / item["file_path"],
+                    mask=base / item["mask_path"] if item.get("mask_path") else None,
+                    camera_to_world=matrix,
+                    near=float(item["near"]),
+                    far=float(item["far"]),
+                )
+            )
+        return Cameras(
+            width=int(data["w"]),
+            height=int(data["h"]),
+            fx=float(data["fl_x"]),
+            fy=float(data["fl_y"]),
+            cx=float(data["cx"]),
+            cy=float(data["cy"]),
+            frames=frames,
+        )
+    except (KeyError, TypeError, ValueError, json.JSONDecodeError) as exc:
+        raise UserError(
+            f"{path}: not a valid transforms file ({exc}); rerun the poses stage"
+        ) from None

@@ -1,0 +1,120 @@
+"""Command line: one subcommand per pipeline stage.
+
+Every subcommand takes explicit input and output paths and the stage's settings as JSON
+(``--settings '{"key": value}'`` or ``--settings @file.json``/``@file.yaml``); settings not given
+take their documented defaults. The Snakemake rules call exactly these commands. Mistakes in
+the input are reported as one ``error:`` line and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from .errors import UserError
+
+SETTINGS_HELP = (
+    "stage settings as JSON, or @path to a JSON/YAML file; unknown keys are an error "
+    "(default: every setting at its default)"
+)
+
+
+OUT_OF_MEMORY_HINTS = {
+    "customize": "lower customize.batch_size or diffusion.resolution, or set diffusion.gradient_checkpointing: true",
+    "inpaint": "lower inpaint.batch_size or diffusion.resolution",
+    "train": "lower nerf.train.batch_rays, nerf.train.patch_size or idu.batch_size",
+    "render": "lower render.chunk_rays",
+    "evaluate": "run evaluate on the CPU (evaluate.device: cpu)",
+}
+
+
+def _add_settings(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--settings", default=None, metavar="JSON", help=SETTINGS_HELP)
+
+
+def _stage(module: str, function: str = "main") -> Callable[[argparse.Namespace], None]:
+    """Import the stage module only when its subcommand runs (keeps --help fast)."""
+
+    def call(args: argparse.Namespace) -> None:
+        getattr(importlib.import_module(f"maldnerf.{module}"), function)(args)
+
+    return call
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="maldnerf",
+        description="Remove an object from a captured 3D scene (MALD-NeRF), one stage at a time.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="STAGE")
+
+    p = commands.add_parser(
+        "prepare", help="generate or import a scene into the prepared-scene folder"
+    )
+    p.add_argument("--name", required=True, help="scene name written to the manifest")
+    p.add_argument("--output", required=True, type=Path, help="prepared-scene folder to write")
+    _add_settings(p)
+    p.set_defaults(run=_stage("commands", "prepare"))
+
+    p = commands.add_parser("poses", help="camera poses with COLMAP (or from known poses)")
+    p.add_argument("--scene", required=True, type=Path, help="prepared-scene folder")
+    p.add_argument(
+        "--output", required=True, type=Path, help="poses folder to write (transforms.json inside)"
+    )
+    _add_settings(p)
+    p.set_defaults(run=_stage("commands", "poses"))
+
+    p = commands.add_parser("masks", help="validate, binarise and dilate the object masks")
+    p.add_argument("--scene", required=True, type=Path, help="prepared-scene folder")
+    p.add_argument(
+        "--transforms", required=True, type=Path, help="transforms.json of the poses stage"
+    )
+    p.add_argument("--output", required=True, type=Path, help="masks folder to write")
+    _add_settings(p)
+    p.set_defaults(run=_stage("commands", "masks"))
+
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+    )
+    logging.captureWarnings(True)
+    try:
+        args.run(args)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except MemoryError:
+        print(
+            "error: out of memory; lower the batch size or image resolution settings",
+            file=sys.stderr,
+        )
+        return 3
+    except RuntimeError as exc:
+        if type(exc).__name__ != "OutOfMemoryError":
+            raise
+        print(
+            f"error: GPU out of memory in stage {args.command}; {OUT_OF_MEMORY_HINTS.get(args.command, 'lower the batch size or resolution')}",
+            file=sys.stderr,
+        )
+        return 3
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
