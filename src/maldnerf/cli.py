@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -51,6 +52,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Remove an object from a captured 3D scene (MALD-NeRF), one stage at a time.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        metavar="N",
+        help="CPU threads for PyTorch and COLMAP (default: all cores)",
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="STAGE")
 
     p = commands.add_parser(
@@ -78,12 +86,23 @@ def build_parser() -> argparse.ArgumentParser:
     _add_settings(p)
     p.set_defaults(run=_stage("commands", "masks"))
 
+    p = commands.add_parser(
+        "schema", help="write the config JSON schema generated from the settings"
+    )
+    p.add_argument("--output", type=Path, default=None, help="file to write (default: print it)")
+    p.add_argument("--check", action="store_true", help="only check that --output is up to date")
+    p.set_defaults(run=_stage("commands", "schema"))
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.threads is not None:
+        if args.threads < 1:
+            parser.error("--threads must be >= 1")
+        for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "MALDNERF_THREADS"):
+            os.environ[name] = str(args.threads)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

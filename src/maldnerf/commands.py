@@ -23,3 +23,20 @@ def masks(args: argparse.Namespace) -> None:
     from .masks import MaskSettings, run
 
     run(load_settings(MaskSettings, args.settings), args.transforms, args.scene, args.output)
+
+
+def schema(args: argparse.Namespace) -> None:
+    from . import atomic
+    from .errors import UserError
+    from .schema import render_schema
+
+    text = render_schema()
+    if args.check:
+        if args.output is None or not args.output.is_file() or args.output.read_text() != text:
+            raise UserError(
+                f"{args.output}: config schema is out of date; run `maldnerf schema --output {args.output}`"
+            )
+    elif args.output is None:
+        print(text, end="")
+    else:
+        atomic.write_text(args.output, text)

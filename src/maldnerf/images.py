@@ -92,7 +92,8 @@ def read_mask(path: str | os.PathLike) -> np.ndarray:
 
     Accepted forms: 0/255 (or 0/1) single-channel PNGs, label images where any nonzero label is
     the object, RGB(A) masks (the alpha channel when it is not constant, otherwise the
-    brightest channel), and JPEG masks with compression noise (thresholded at half range).
+    brightest channel), and JPEG masks with compression noise (thresholded at half range). A
+    mask with many mid-grey pixels (a soft matte, a photo) is ambiguous and rejected.
     """
     path = Path(path)
     image = _open(path)
@@ -118,7 +119,14 @@ def read_mask(path: str | os.PathLike) -> np.ndarray:
         # A label image: small integer ids, nonzero marks the object.
         return array != 0
     peak = 65535.0 if array.dtype == np.uint16 and array.max() > 255 else 255.0
-    return array.astype(np.float32) >= peak / 2
+    values = array.astype(np.float32) / peak
+    ambiguous = float(np.mean((values > 0.25) & (values < 0.75)))
+    if ambiguous > 0.05:
+        raise UserError(
+            f"{path}: mask is not binary ({100 * ambiguous:.0f}% of pixels are mid-grey); "
+            "save it with the object white (255) and the rest black (0)"
+        )
+    return values >= 0.5
 
 
 def write_image(path: str | os.PathLike, image: np.ndarray) -> Path:

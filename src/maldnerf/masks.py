@@ -53,10 +53,11 @@ class MaskSettings:
 
     dilation: int = 5
     """Grow each mask by this many pixels (a disc), so the object's edge is masked too."""
-    source: Literal["files", "box"] = "files"
-    """``files``: the masks that come with the images; ``box``: project a 3D box into every view."""
-    box: BoxSettings | None = None
-    """The box for ``source: box``; when absent, the scene's own object box (synthetic scenes)."""
+    source: Literal["files", "box", "scene_box"] = "files"
+    """``files``: the masks given with the images; ``box``: project ``box`` into every view;
+    ``scene_box``: project the object box the scene comes with (synthetic scenes)."""
+    box: BoxSettings = field(default_factory=BoxSettings)
+    """The object's 3D box in the poses' world frame, for ``source: box``."""
 
     def __post_init__(self) -> None:
         require(0 <= self.dilation <= 200, "dilation must be between 0 and 200 pixels")
@@ -182,11 +183,12 @@ def run(settings: MaskSettings, transforms: Path, scene_dir: Path, output: Path)
 
     cameras = load_transforms(transforms)
     box = settings.box
-    if settings.source == "box" and box is None:
+    if settings.source == "scene_box":
         object_box = load_scene(scene_dir).object_box
         if object_box is None:
             raise UserError(
-                "masks.box: this scene has no known object box; give masks.box.center and half_size"
+                "masks.source: scene_box, but this scene has no object box; use source: box "
+                "with masks.box.center and half_size"
             )
         box = BoxSettings(object_box["center"], object_box["half_size"], object_box["yaw"])
     coverage: dict[str, float] = {}
@@ -194,12 +196,11 @@ def run(settings: MaskSettings, transforms: Path, scene_dir: Path, output: Path)
     test_masks = True
     with atomic.output_dir(output) as tmp:
         for frame in cameras.frames:
-            if settings.source == "box":
-                assert box is not None
+            if settings.source != "files":
                 mask = project_box(
                     box, frame.camera_to_world, cameras.intrinsics, cameras.width, cameras.height
                 )
-                where = f"masks.box (view {frame.name})"
+                where = f"masks.{settings.source} (view {frame.name})"
             elif frame.mask is None:
                 if frame.split == "train":
                     raise UserError(

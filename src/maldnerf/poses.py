@@ -18,6 +18,7 @@ Output folder ``results/{scene}/poses/``::
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,19 +36,17 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class PosesSettings:
-    """Settings the poses stage reads."""
+class ColmapSettings:
+    """How COLMAP estimates the poses (config section ``colmap``)."""
 
-    method: Literal["colmap", "known"] = "colmap"
-    """``colmap``: structure from motion; ``known``: the poses that came with the scene."""
     matcher: Literal["exhaustive", "sequential"] = "exhaustive"
-    """Exhaustive matching (every pair, best for < 200 views) or sequential (video-like captures)."""
+    """Exhaustive matching (every pair, best below ~200 views) or sequential (video-like captures)."""
     sequential_overlap: int = 10
     """Sequential matcher: match each view with this many following views."""
     camera_model: Literal["SIMPLE_PINHOLE", "PINHOLE", "SIMPLE_RADIAL", "RADIAL", "OPENCV"] = (
         "SIMPLE_RADIAL"
     )
-    """COLMAP camera model shared by all views; radial models are undistorted afterwards."""
+    """COLMAP camera model shared by all views; views are undistorted when it has distortion."""
     max_features: int = 8192
     """Maximum SIFT features per view."""
     mask_margin: int = 2
@@ -55,7 +54,7 @@ class PosesSettings:
     seed: int = 0
     """Random seed of COLMAP's RANSAC."""
     bounds_percentiles: list[float] = field(default_factory=lambda: [1.0, 99.0])
-    """Percentiles of sparse-point depths used as each view's near/far bounds (default [1, 99])."""
+    """Percentiles of sparse-point depths taken as each view's near/far bounds."""
 
     def __post_init__(self) -> None:
         require(self.sequential_overlap >= 1, "sequential_overlap must be >= 1")
@@ -66,6 +65,16 @@ class PosesSettings:
             and 0 <= self.bounds_percentiles[0] < self.bounds_percentiles[1] <= 100,
             "bounds_percentiles must be two increasing percentiles in [0, 100]",
         )
+
+
+@dataclass
+class PosesSettings:
+    """Settings the poses stage reads."""
+
+    method: Literal["colmap", "known"] = "colmap"
+    """``colmap``: structure from motion; ``known``: the poses that came with the scene."""
+    colmap: ColmapSettings = field(default_factory=ColmapSettings)
+    """COLMAP options, used when ``method`` is ``colmap``."""
 
 
 def _pycolmap():
@@ -96,7 +105,7 @@ def run(settings: PosesSettings, scene_dir: Path, output: Path) -> None:
             cameras = load_transforms(scene.known_poses)
             write_transforms(tmp / "transforms.json", cameras)
         else:
-            cameras, points = _run_colmap(settings, scene, tmp)
+            cameras, points = _run_colmap(settings.colmap, scene, tmp)
             write_transforms(tmp / "transforms.json", cameras)
             if scene.known_poses is not None:
                 report = pose_accuracy(cameras, load_transforms(scene.known_poses), points)
@@ -114,7 +123,7 @@ def run(settings: PosesSettings, scene_dir: Path, output: Path) -> None:
                 )
 
 
-def _run_colmap(settings: PosesSettings, scene: Scene, out: Path) -> tuple[Cameras, np.ndarray]:
+def _run_colmap(settings: ColmapSettings, scene: Scene, out: Path) -> tuple[Cameras, np.ndarray]:
     from .images import read_mask
     from .masks import dilate
 
@@ -137,7 +146,9 @@ def _run_colmap(settings: PosesSettings, scene: Scene, out: Path) -> tuple[Camer
     reader = pycolmap.ImageReaderOptions(
         camera_model=settings.camera_model, mask_path=str(mask_dir)
     )
+    threads = int(os.environ.get("MALDNERF_THREADS", "-1"))  # -1: all cores
     extraction = pycolmap.FeatureExtractionOptions()
+    extraction.num_threads = threads
     extraction.sift.max_num_features = settings.max_features
     pycolmap.extract_features(
         database,
@@ -147,13 +158,18 @@ def _run_colmap(settings: PosesSettings, scene: Scene, out: Path) -> tuple[Camer
         extraction_options=extraction,
         device=pycolmap.Device.cpu,
     )
+    matching = pycolmap.FeatureMatchingOptions()
+    matching.num_threads = threads
     if settings.matcher == "exhaustive":
-        pycolmap.match_exhaustive(database, device=pycolmap.Device.cpu)
+        pycolmap.match_exhaustive(database, matching_options=matching, device=pycolmap.Device.cpu)
     else:
         pairing = pycolmap.SequentialPairingOptions()
         pairing.overlap = settings.sequential_overlap
-        pycolmap.match_sequential(database, pairing_options=pairing, device=pycolmap.Device.cpu)
+        pycolmap.match_sequential(
+            database, matching_options=matching, pairing_options=pairing, device=pycolmap.Device.cpu
+        )
     options = pycolmap.IncrementalPipelineOptions()
+    options.num_threads = threads
     options.random_seed = settings.seed
     models = pycolmap.incremental_mapping(database, image_dir, work / "sparse", options=options)
 
@@ -167,7 +183,7 @@ def _run_colmap(settings: PosesSettings, scene: Scene, out: Path) -> tuple[Camer
         raise UserError(
             f"COLMAP registered {len(names) - len(missing)} of {len(names)} views of {scene.root}; "
             f"not registered: {', '.join(missing[:8])}{' ...' if len(missing) > 8 else ''}. Try photos "
-            "with more overlap, poses.matcher: sequential, a higher poses.max_features, or poses: known"
+            "with more overlap, colmap.matcher: sequential, a higher colmap.max_features, or poses: known"
         )
     (out / "colmap").mkdir()
     model.write_binary(str(out / "colmap"))

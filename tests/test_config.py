@@ -1,0 +1,106 @@
+import copy
+
+import pytest
+import tomllib
+import yaml
+
+from conftest import REPO
+from maldnerf.config import Pipeline, check_schema
+from maldnerf.errors import UserError
+from maldnerf.schema import render_schema
+
+SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
+
+
+def shipped_config() -> dict:
+    return yaml.safe_load((REPO / "config.yaml").read_text())
+
+
+def test_schema_file_is_generated_from_the_settings():
+    assert SCHEMA.read_text() == render_schema(), (
+        "run `maldnerf schema --output workflow/schemas/config.schema.yaml`"
+    )
+
+
+def test_every_schema_property_has_a_description_and_a_default():
+    schema = yaml.safe_load(SCHEMA.read_text())
+
+    def walk(node, path):
+        for name, prop in node.get("properties", {}).items():
+            where = f"{path}.{name}"
+            assert prop.get("description"), f"{where} has no description"
+            if where not in ("config.scenes", "config.scenes[].name"):
+                assert "default" in prop, f"{where} has no default"
+            walk(prop, where)
+            if "items" in prop:
+                walk(prop["items"], where + "[]")
+
+    walk(schema, "config")
+
+
+def test_shipped_config_is_valid():
+    config = shipped_config()
+    check_schema(config, SCHEMA)
+    pipeline = Pipeline(config)
+    assert list(pipeline.scenes) == ["synthetic"]
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda c: c.update(bogus=1), "config.yaml: config: unknown setting\\(s\\) bogus"),
+        (
+            lambda c: c["scenes"][0].update(poses="colmp"),
+            "scenes\\[0\\].poses: 'colmp' is not one of 'colmap', 'known'",
+        ),
+        (
+            lambda c: c["scenes"][0]["synthetic"].update(width="wide"),
+            "scenes\\[0\\].synthetic.width: expected integer, got 'wide'",
+        ),
+        (
+            lambda c: c["scenes"][0].update(name="my scene"),
+            "scenes\\[0\\].name: 'my scene' does not match",
+        ),
+        (lambda c: c.update(scenes=[]), "scenes: \\[\\] should be non-empty"),
+    ],
+)
+def test_schema_errors_are_one_readable_line(change, message):
+    config = shipped_config()
+    change(config)
+    with pytest.raises(UserError, match=message) as info:
+        check_schema(config, SCHEMA)
+    assert "\n" not in str(info.value)
+
+
+def test_semantic_errors_name_the_setting():
+    config = shipped_config()
+    config["scenes"][0]["downscale"] = 0
+    with pytest.raises(UserError, match="downscale must be an integer >= 1"):
+        Pipeline(config)
+    config = shipped_config()
+    config["scenes"].append(copy.deepcopy(config["scenes"][0]))
+    with pytest.raises(UserError, match="duplicate scene name\\(s\\) synthetic"):
+        Pipeline(config)
+
+
+def test_scene_overrides_merge_into_the_global_sections():
+    config = shipped_config()
+    config["scenes"][0]["overrides"] = {"colmap": {"matcher": "sequential"}}
+    params = Pipeline(config).poses_params("synthetic")
+    assert params["colmap"]["matcher"] == "sequential"
+    assert params["colmap"]["max_features"] == config["colmap"]["max_features"]
+    config["scenes"][0]["overrides"] = {"colmapp": {}}
+    with pytest.raises(UserError, match="unknown section\\(s\\) colmapp"):
+        Pipeline(config)
+
+
+def test_conda_environment_matches_pyproject():
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    env = yaml.safe_load((REPO / "envs" / "maldnerf.yaml").read_text())
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d)
+    assert sorted(pip) == sorted(pyproject)
+    import re
+
+    rules = "\n".join(p.read_text() for p in (REPO / "workflow" / "rules").glob("*.smk"))
+    names = re.findall(r"^rule (\w+):", rules, flags=re.M)
+    assert names and rules.count('"../../envs/maldnerf.yaml"') == len(names)

@@ -1,0 +1,58 @@
+"""Run the real Snakemake workflow in a temporary directory."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from conftest import REPO
+
+
+def write_config(directory: Path, config: dict) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "config.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def shipped_config() -> dict:
+    return yaml.safe_load((REPO / "config.yaml").read_text())
+
+
+def snakemake(directory: Path, *args: str, timeout: float = 1800) -> subprocess.CompletedProcess:
+    """``snakemake --snakefile <repo>/Snakefile --directory <directory> --cores 2 <args>``."""
+    env = dict(os.environ)
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    command = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(directory),
+        "--cores",
+        "2",
+        *args,
+    ]
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout)
+
+
+def jobs_that_would_run(directory: Path, *args: str) -> dict[str, int]:
+    """Rule name -> job count from a real ``--dry-run`` (``--quiet rules`` summary)."""
+    result = snakemake(directory, "--dry-run", "--quiet", "rules", *args)
+    assert result.returncode == 0, result.stderr + result.stdout
+    counts: dict[str, int] = {}
+    lines = (result.stdout + result.stderr).splitlines()
+    if "Job stats:" not in lines:
+        return counts
+    for line in lines[lines.index("Job stats:") + 3 :]:
+        parts = line.split()
+        if len(parts) != 2 or not parts[1].isdigit() or parts[0] == "total":
+            break
+        counts[parts[0]] = int(parts[1])
+    return counts
