@@ -12,6 +12,9 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/prepare.smk"
 include: "workflow/rules/poses.smk"
 include: "workflow/rules/masks.smk"
+include: "workflow/rules/diffusion.smk"
+include: "workflow/rules/nerf.smk"
+include: "workflow/rules/evaluate.smk"
 
 
 rule all:

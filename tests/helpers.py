@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+REPO = Path(__file__).resolve().parents[1]
+
 
 def write_plain_scene(
     root: Path, n_train: int = 4, n_test: int = 2, size=(64, 48), seed: int = 0

@@ -4,7 +4,7 @@ import pytest
 import tomllib
 import yaml
 
-from conftest import REPO
+from helpers import REPO
 from maldnerf.config import Pipeline, check_schema
 from maldnerf.errors import UserError
 from maldnerf.schema import render_schema

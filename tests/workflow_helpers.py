@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from conftest import REPO
+from helpers import REPO
 
 
 def write_config(directory: Path, config: dict) -> Path:
@@ -44,7 +44,7 @@ def snakemake(directory: Path, *args: str, timeout: float = 1800) -> subprocess.
 
 def jobs_that_would_run(directory: Path, *args: str) -> dict[str, int]:
     """Rule name -> job count from a real ``--dry-run`` (``--quiet rules`` summary)."""
-    result = snakemake(directory, "--dry-run", "--quiet", "rules", *args)
+    result = snakemake(directory, *args, "--dry-run", "--quiet", "rules")
     assert result.returncode == 0, result.stderr + result.stdout
     counts: dict[str, int] = {}
     lines = (result.stdout + result.stderr).splitlines()

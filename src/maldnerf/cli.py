@@ -27,14 +27,15 @@ SETTINGS_HELP = (
 OUT_OF_MEMORY_HINTS = {
     "customize": "lower customize.batch_size or diffusion.resolution, or set diffusion.gradient_checkpointing: true",
     "inpaint": "lower inpaint.batch_size or diffusion.resolution",
-    "train": "lower nerf.train.batch_rays, nerf.train.patch_size or idu.batch_size",
+    "train": "lower nerf.batch_rays, nerf.patch_size or idu.batch_size",
     "render": "lower render.chunk_rays",
     "evaluate": "run evaluate on the CPU (evaluate.device: cpu)",
 }
 
 
-def _add_settings(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--settings", default=None, metavar="JSON", help=SETTINGS_HELP)
+def _add_settings(parser: argparse.ArgumentParser, shape: str | None = None) -> None:
+    help_text = SETTINGS_HELP if shape is None else f"{SETTINGS_HELP}; shape: {shape}"
+    parser.add_argument("--settings", default=None, metavar="JSON", help=help_text)
 
 
 def _stage(module: str, function: str = "main") -> Callable[[argparse.Namespace], None]:
@@ -85,6 +86,77 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True, type=Path, help="masks folder to write")
     _add_settings(p)
     p.set_defaults(run=_stage("commands", "masks"))
+
+    p = commands.add_parser("customize", help="scene-customise the diffusion model (LoRA + tokens)")
+    p.add_argument(
+        "--transforms", required=True, type=Path, help="transforms.json of the poses stage"
+    )
+    p.add_argument("--masks", required=True, type=Path, help="masks folder of the masks stage")
+    p.add_argument("--output", required=True, type=Path, help="customisation folder to write")
+    p.add_argument(
+        "--resume-dir",
+        required=True,
+        type=Path,
+        help="folder for resumable checkpoints, outside --output (kept when the stage fails)",
+    )
+    _add_settings(p, '{"diffusion": {...}, "customize": {...}}')
+    p.set_defaults(run=_stage("commands", "customize"))
+
+    p = commands.add_parser("inpaint", help="inpaint every training view inside its mask")
+    p.add_argument(
+        "--transforms", required=True, type=Path, help="transforms.json of the poses stage"
+    )
+    p.add_argument("--masks", required=True, type=Path, help="masks folder of the masks stage")
+    p.add_argument(
+        "--customization",
+        required=True,
+        help="customisation folder of the customize stage, or 'none' for the base model",
+    )
+    p.add_argument("--output", required=True, type=Path, help="inpaint folder to write")
+    _add_settings(p, '{"diffusion": {...}, "inpaint": {...}}')
+    p.set_defaults(run=_stage("commands", "inpaint"))
+
+    p = commands.add_parser("train", help="train the NeRF of a scene and variant (MALD-NeRF)")
+    p.add_argument(
+        "--transforms", required=True, type=Path, help="transforms.json of the poses stage"
+    )
+    p.add_argument("--masks", required=True, type=Path, help="masks folder of the masks stage")
+    p.add_argument(
+        "--targets", required=True, type=Path, help="inpaint folder: the initial inpainting targets"
+    )
+    p.add_argument(
+        "--customization",
+        required=True,
+        help="customisation folder used to re-inpaint the targets (IDU), or 'none' for the base model",
+    )
+    p.add_argument("--output", required=True, type=Path, help="NeRF folder to write")
+    p.add_argument(
+        "--resume-dir",
+        required=True,
+        type=Path,
+        help="folder for resumable checkpoints, outside --output (kept when the stage fails)",
+    )
+    _add_settings(p, '{"nerf": {...}, "idu": {...}, "diffusion": {...}, "inpaint": {...}}')
+    p.set_defaults(run=_stage("commands", "train"))
+
+    p = commands.add_parser("render", help="render the test (and training) views of a trained NeRF")
+    p.add_argument(
+        "--transforms", required=True, type=Path, help="transforms.json of the poses stage"
+    )
+    p.add_argument("--nerf", required=True, type=Path, help="NeRF folder of the train stage")
+    p.add_argument("--output", required=True, type=Path, help="render folder to write")
+    _add_settings(p)
+    p.set_defaults(run=_stage("commands", "render"))
+
+    from .evaluate.commands import add_evaluate_arguments, add_table_arguments
+
+    p = commands.add_parser("evaluate", help="score the renders of the test views")
+    add_evaluate_arguments(p)
+    p.set_defaults(run=_stage("evaluate.commands", "evaluate"))
+
+    p = commands.add_parser("table", help="the results table, plots and contact sheets")
+    add_table_arguments(p)
+    p.set_defaults(run=_stage("evaluate.commands", "table"))
 
     p = commands.add_parser(
         "schema", help="write the config JSON schema generated from the settings"

@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass, field
+from pathlib import Path
 
+from .config import NO_CUSTOMIZATION
+from .diffusion.customize import CustomizeSettings
+from .diffusion.inpaint import InpaintSettings
+from .diffusion.models import DiffusionSettings
+from .nerf.settings import IduSettings, NerfSettings, RenderSettings
 from .settings import load_settings
 
 
@@ -40,3 +47,90 @@ def schema(args: argparse.Namespace) -> None:
         print(text, end="")
     else:
         atomic.write_text(args.output, text)
+
+
+@dataclass
+class CustomizeCommand:
+    """Settings of ``maldnerf customize``."""
+
+    diffusion: DiffusionSettings = field(default_factory=DiffusionSettings)
+    customize: CustomizeSettings = field(default_factory=CustomizeSettings)
+
+
+@dataclass
+class InpaintCommand:
+    """Settings of ``maldnerf inpaint`` (the model, and how it inpaints)."""
+
+    diffusion: DiffusionSettings = field(default_factory=DiffusionSettings)
+    inpaint: InpaintSettings = field(default_factory=InpaintSettings)
+
+
+def _customization(value: str) -> Path | None:
+    return None if value == NO_CUSTOMIZATION else Path(value)
+
+
+def customize(args: argparse.Namespace) -> None:
+    from .diffusion.customize import run
+
+    settings = load_settings(CustomizeCommand, args.settings)
+    run(
+        settings.customize,
+        settings.diffusion,
+        args.transforms,
+        args.masks,
+        args.output,
+        args.resume_dir,
+    )
+
+
+def inpaint(args: argparse.Namespace) -> None:
+    from .diffusion.inpaint import run
+
+    settings = load_settings(InpaintCommand, args.settings)
+    run(
+        settings.inpaint,
+        settings.diffusion,
+        args.transforms,
+        args.masks,
+        _customization(args.customization),
+        args.output,
+    )
+
+
+@dataclass
+class TrainCommand:
+    """Settings of ``maldnerf train``: the NeRF, the dataset update, and the diffusion model
+    and inpainting settings the update re-inpaints with."""
+
+    nerf: NerfSettings = field(default_factory=NerfSettings)
+    idu: IduSettings = field(default_factory=IduSettings)
+    diffusion: DiffusionSettings = field(default_factory=DiffusionSettings)
+    inpaint: InpaintSettings = field(default_factory=InpaintSettings)
+
+
+def train(args: argparse.Namespace) -> None:
+    from .diffusion.inpaint import load_inpainter
+    from .nerf.trainer import run
+
+    settings = load_settings(TrainCommand, args.settings)
+    customization = _customization(args.customization)
+
+    def reinpainter():
+        return load_inpainter(settings.diffusion, settings.inpaint, customization)
+
+    run(
+        settings.nerf,
+        settings.idu,
+        args.transforms,
+        args.masks,
+        args.targets,
+        args.output,
+        args.resume_dir,
+        reinpainter,
+    )
+
+
+def render(args: argparse.Namespace) -> None:
+    from .nerf.render import run
+
+    run(load_settings(RenderSettings, args.settings), args.transforms, args.nerf, args.output)

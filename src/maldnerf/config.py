@@ -13,12 +13,19 @@ stage exactly when a setting it reads changes.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import re
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
+from .diffusion.customize import CustomizeSettings
+from .diffusion.inpaint import InpaintSettings
+from .diffusion.models import DiffusionSettings
 from .errors import UserError
+from .evaluate.stage import EvaluateSettings
+from .evaluate.table import TableSettings
 from .masks import MaskSettings
+from .nerf.settings import IduSettings, NerfSettings, RenderSettings
 from .poses import ColmapSettings
 from .prepare.stage import PrepareSettings
 from .settings import from_dict, require, to_dict
@@ -70,12 +77,55 @@ class WorkflowConfig:
     """The scenes to process."""
     colmap: ColmapSettings = field(default_factory=ColmapSettings)
     """Structure-from-motion options for scenes with ``poses: colmap``."""
+    diffusion: DiffusionSettings = field(default_factory=DiffusionSettings)
+    """The latent-diffusion inpainting model and where it runs."""
+    customizations: dict[str, CustomizeSettings] = field(
+        default_factory=lambda: {"scene": CustomizeSettings()}
+    )
+    """Named scene customisations (LoRA + learned tokens); variants pick one by name."""
+    inpaint: InpaintSettings = field(default_factory=InpaintSettings)
+    """Initial inpainting of the training views, and the re-inpainting of the dataset updates."""
+    nerf: NerfSettings = field(default_factory=NerfSettings)
+    """NeRF training of the base method; variants change parts of it."""
+    idu: IduSettings = field(default_factory=IduSettings)
+    """Iterative dataset update of the base method; variants change parts of it."""
+    render: RenderSettings = field(default_factory=RenderSettings)
+    """Rendering of the trained NeRFs."""
+    evaluate: EvaluateSettings = field(default_factory=EvaluateSettings)
+    """Metrics on the test views (and where their backbone weights are)."""
+    table: TableSettings = field(default_factory=TableSettings)
+    """The results table across scenes and variants."""
+    variants: dict[str, VariantConfig] = field(default_factory=lambda: {"full": VariantConfig()})
+    """Named variants of the method (the paper's ablation rows, or your own)."""
+    run_variants: list[str] = field(default_factory=lambda: ["full"])
+    """Which variants to run, in the order the table lists them."""
 
     def __post_init__(self) -> None:
         require(len(self.scenes) > 0, "scenes: give at least one scene")
         names = [s.name for s in self.scenes]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         require(not duplicates, f"scenes: duplicate scene name(s) {', '.join(duplicates)}")
+        require(len(self.run_variants) > 0, "run_variants: name at least one variant")
+        unknown = [v for v in self.run_variants if v not in self.variants]
+        require(
+            not unknown,
+            f"run_variants: unknown variant(s) {', '.join(unknown)}; defined: {', '.join(self.variants)}",
+        )
+        for name in list(self.variants) + list(self.customizations):
+            require(
+                bool(re.fullmatch(NAME_PATTERN, name)),
+                f"name {name!r} must be letters, digits, '_', '-' or '.'",
+            )
+        require(
+            NO_CUSTOMIZATION not in self.customizations,
+            f"customizations: {NO_CUSTOMIZATION!r} is reserved",
+        )
+        for name, variant in self.variants.items():
+            choices = [*self.customizations, NO_CUSTOMIZATION]
+            require(
+                variant.customization in choices,
+                f"variants.{name}.customization: {variant.customization!r} is not one of {', '.join(choices)}",
+            )
 
 
 def deep_merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
@@ -92,10 +142,22 @@ def deep_merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
 class Pipeline:
     """The validated configuration and the per-rule settings derived from it."""
 
+    overridable_sections = {
+        "colmap",
+        "diffusion",
+        "customizations",
+        "inpaint",
+        "nerf",
+        "idu",
+        "render",
+        "evaluate",
+    }
+
     def __init__(self, config: dict[str, Any]) -> None:
         self.raw = copy.deepcopy(config)
         self.config = from_dict(WorkflowConfig, self.raw, "config")
         self.scenes = {s.name: s for s in self.config.scenes}
+        self.variants = list(self.config.run_variants)
         for scene in self.config.scenes:
             unknown = sorted(set(scene.overrides) - self.overridable_sections)
             if unknown:
@@ -103,14 +165,32 @@ class Pipeline:
                     f"config: scenes[{scene.name}].overrides: unknown section(s) {', '.join(unknown)}; "
                     f"known: {', '.join(sorted(self.overridable_sections))}"
                 )
-            # Building every stage's settings once validates the merged values early.
+            # Building every stage's settings once checks the merged values up front.
             self.poses_params(scene.name)
-
-    overridable_sections = {"colmap"}
+            for customization in self.customizations_in_use():
+                self.customize_params(scene.name, customization)
+            self.inpaint_params(scene.name)
+            for variant in self.variants:
+                self.train_params(scene.name, variant)
+            self.render_params(scene.name)
+            self.evaluate_params(scene.name)
 
     def section(self, scene: str, name: str) -> dict[str, Any]:
-        """Global section ``name`` with the scene's overrides merged in."""
-        return deep_merge(self.raw.get(name, {}), self.scenes[scene].overrides.get(name, {}))
+        """Global section ``name`` (as a dict) with the scene's overrides merged in."""
+        base = to_dict_value(getattr(self.config, name))
+        return deep_merge(base, self.scenes[scene].overrides.get(name, {}))
+
+    def customization_of(self, variant: str) -> str:
+        """The customisation a variant uses (``none``: the base model)."""
+        return self.config.variants[variant].customization
+
+    def customizations_in_use(self) -> list[str]:
+        """Customisations needed by the variants that run (``none`` excluded), in order."""
+        names = [self.customization_of(v) for v in self.variants]
+        return [n for n in dict.fromkeys(names) if n != NO_CUSTOMIZATION]
+
+    def _settings(self, cls: type, data: dict[str, Any], where: str) -> dict[str, Any]:
+        return to_dict(from_dict(cls, data, where))
 
     # --------------------------------------------------------------- per-rule settings
     def prepare_params(self, scene: str) -> dict[str, Any]:
@@ -120,18 +200,156 @@ class Pipeline:
 
     def poses_params(self, scene: str) -> dict[str, Any]:
         """Settings of the poses stage: method and, for COLMAP, the merged colmap section."""
-        colmap = from_dict(ColmapSettings, self.section(scene, "colmap"), f"scenes[{scene}] colmap")
-        return {"method": self.scenes[scene].poses, "colmap": to_dict(colmap)}
+        colmap = self._settings(
+            ColmapSettings, self.section(scene, "colmap"), f"scenes[{scene}] colmap"
+        )
+        return {"method": self.scenes[scene].poses, "colmap": colmap}
 
     def masks_params(self, scene: str) -> dict[str, Any]:
         return to_dict(self.scenes[scene].masks)
 
+    def customize_params(self, scene: str, customization: str) -> dict[str, Any]:
+        """Settings of customize: the model (diffusion) and the named customisation."""
+        customizations = self.section(scene, "customizations")
+        return {
+            "diffusion": self._settings(
+                DiffusionSettings, self.section(scene, "diffusion"), "diffusion"
+            ),
+            "customize": self._settings(
+                CustomizeSettings, customizations[customization], f"customizations.{customization}"
+            ),
+        }
+
+    def inpaint_params(self, scene: str) -> dict[str, Any]:
+        """Settings of inpaint (the same for every customisation)."""
+        return {
+            "diffusion": self._settings(
+                DiffusionSettings, self.section(scene, "diffusion"), "diffusion"
+            ),
+            "inpaint": self._settings(InpaintSettings, self.section(scene, "inpaint"), "inpaint"),
+        }
+
+    def train_params(self, scene: str, variant: str) -> dict[str, Any]:
+        """Settings of train: the variant's NeRF and IDU settings, and the diffusion model that
+        re-inpaints the targets when IDU is on."""
+        config = self.config.variants[variant]
+        nerf = deep_merge(self.section(scene, "nerf"), config.nerf)
+        idu = deep_merge(self.section(scene, "idu"), config.idu)
+        return {
+            "nerf": self._settings(NerfSettings, nerf, f"variants.{variant}.nerf"),
+            "idu": self._settings(IduSettings, idu, f"variants.{variant}.idu"),
+            **self.inpaint_params(scene),
+        }
+
+    def render_params(self, scene: str) -> dict[str, Any]:
+        return self._settings(RenderSettings, self.section(scene, "render"), "render")
+
+    def evaluate_params(self, scene: str) -> dict[str, Any]:
+        return self._settings(EvaluateSettings, self.section(scene, "evaluate"), "evaluate")
+
+    def table_params(self) -> dict[str, Any]:
+        return to_dict(self.config.table)
+
+    # --------------------------------------------------------------- variants that can run
+    def missing_requirement(self, variant: str) -> str | None:
+        """Why ``variant`` cannot run on this machine (a missing weight file), or ``None``.
+
+        A variant with the LPIPS loss on the inpainted region needs torchvision's pretrained
+        AlexNet; without it the variant is not scheduled and the table says why (running
+        ``maldnerf train`` for it directly fails with the same message).
+        """
+        from .evaluate.backbones import default_alexnet_path
+
+        nerf = deep_merge(to_dict_value(self.config.nerf), self.config.variants[variant].nerf)
+        if nerf.get("inpainted_loss") != "lpips":
+            return None
+        weights = default_alexnet_path()
+        if weights.is_file():
+            return None
+        return f"not run: its LPIPS loss needs torchvision's AlexNet weights at {weights} (see README, Metric weights)"
+
+    def runnable_variants(self) -> list[str]:
+        """The variants in ``run_variants`` whose requirements are met, in config order."""
+        return [v for v in self.variants if self.missing_requirement(v) is None]
+
+    def table_variants(self) -> list[dict[str, Any]]:
+        """Every requested variant for the table: name, description, and why it did not run."""
+        return [
+            {
+                "name": v,
+                "description": self.config.variants[v].description,
+                "skipped": self.missing_requirement(v),
+            }
+            for v in self.variants
+        ]
+
+    # --------------------------------------------------------------- cluster resources
+    def scene_pixels(self, scene: str) -> tuple[int, int]:
+        """``(pixels per view, number of views)`` of a scene, for sizing resources.
+
+        Synthetic scenes are sized from their settings; folders from the first image's header
+        and the number of files (a missing folder counts as a 1-megapixel, 100-view scene).
+        """
+        config = self.scenes[scene]
+        if config.source == "synthetic":
+            s = config.synthetic
+            return (s.width // config.downscale) * (
+                s.height // config.downscale
+            ), s.n_train + s.n_test
+        from pathlib import Path
+
+        from .images import list_images
+
+        root = Path(config.source)
+        folder = next((root / d for d in ("images", "images_4") if (root / d).is_dir()), None)
+        if folder is None:
+            return 1_000_000, 100
+        files = list_images(folder) + (
+            list_images(root / "test") if (root / "test").is_dir() else []
+        )
+        try:
+            from PIL import Image
+
+            with Image.open(files[0]) as image:
+                width, height = image.size
+        except (IndexError, OSError):
+            return 1_000_000, 100
+        return (width // config.downscale) * (height // config.downscale), len(files)
+
+    def resources(self, stage: str, scene: str, variant: str | None = None) -> dict[str, int]:
+        """Default ``mem_mb`` (host memory) and ``runtime`` (minutes) of a GPU stage's job.
+
+        They grow with the scene's size and the iteration counts, with generous margins; a
+        profile's ``set-resources`` overrides them per rule.
+        """
+        pixels, views = self.scene_pixels(scene)
+        megapixels = pixels * views / 1e6
+        full_model = self.config.diffusion.model != "tiny"
+        model_mb = 12000 if full_model else 2000
+        if stage == "customize":
+            steps = max(c.steps for c in self.config.customizations.values())
+            runtime = 10 + steps // (200 if full_model else 1000)
+            return {"mem_mb": model_mb + int(400 * megapixels), "runtime": runtime}
+        if stage == "inpaint":
+            return {"mem_mb": model_mb + int(400 * megapixels), "runtime": 10 + int(views // 4)}
+        if stage == "train":
+            nerf = self.train_params(scene, variant or self.variants[0])["nerf"]
+            runtime = 15 + nerf["iterations"] // 200
+            return {"mem_mb": model_mb + 4000 + int(1200 * megapixels), "runtime": runtime}
+        if stage in ("render", "evaluate"):
+            return {"mem_mb": 4000 + int(600 * megapixels), "runtime": 10 + int(views // 4)}
+        raise ValueError(f"no resource model for stage {stage}")
+
 
 def to_dict_value(value: Any) -> Any:
-    """Plain-data form of a settings value (dataclasses become dicts)."""
-    import dataclasses
-
-    return dataclasses.asdict(value) if dataclasses.is_dataclass(value) else copy.deepcopy(value)
+    """Plain-data form of a settings value: dataclasses (also inside dicts and lists) become dicts."""
+    if dataclasses.is_dataclass(value):
+        return dataclasses.asdict(value)
+    if isinstance(value, dict):
+        return {key: to_dict_value(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_dict_value(item) for item in value]
+    return value
 
 
 def check_schema(config: dict[str, Any], schema_path: str | Any) -> None:

@@ -39,10 +39,13 @@ def field_docs(cls: type) -> dict[str, str]:
 
 
 def _plain(value: Any) -> Any:
+    """JSON-like form of a default: dataclasses become dicts, tuples lists (also nested)."""
     if dataclasses.is_dataclass(value):
-        return dataclasses.asdict(value)
-    if isinstance(value, tuple):
-        return list(value)
+        return _plain(dataclasses.asdict(value))
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
     return value
 
 

@@ -1,5 +1,6 @@
 # Shared workflow code: config validation, wildcard constraints, input functions.
 import json
+import re
 import shlex
 import sys
 from pathlib import Path
@@ -9,7 +10,7 @@ from snakemake.utils import validate
 SRC = str(Path(workflow.basedir) / "src")
 sys.path.insert(0, SRC)
 
-from maldnerf.config import Pipeline, check_schema
+from maldnerf.config import NO_CUSTOMIZATION, Pipeline, check_schema
 from maldnerf.errors import UserError
 
 SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
@@ -38,7 +39,11 @@ shell.prefix(
 
 
 wildcard_constraints:
-    scene="|".join(PIPELINE.scenes),
+    scene="|".join(map(re.escape, PIPELINE.scenes)),
+    variant="|".join(map(re.escape, PIPELINE.variants)),
+    customization="|".join(
+        map(re.escape, [*PIPELINE.config.customizations, NO_CUSTOMIZATION])
+    ),
 
 
 def settings_json(settings):
@@ -46,10 +51,51 @@ def settings_json(settings):
     return json.dumps(settings, sort_keys=True)
 
 
-def get_final_output():
-    """What `snakemake` with no target builds: poses and masks of every scene."""
+def get_customization_dir(wildcards):
+    """The customisation folder a job uses, or `none` for the base diffusion model."""
+    name = (
+        PIPELINE.customization_of(wildcards.variant)
+        if "variant" in wildcards.keys()
+        else wildcards.customization
+    )
+    if name == NO_CUSTOMIZATION:
+        return NO_CUSTOMIZATION
+    return f"results/{wildcards.scene}/diffusion/{name}"
+
+
+def get_inpaint_input(wildcards):
+    """Poses and masks, plus the customisation unless it is `none`."""
+    inputs = {
+        "poses": f"results/{wildcards.scene}/poses",
+        "masks": f"results/{wildcards.scene}/masks",
+    }
+    if wildcards.customization != NO_CUSTOMIZATION:
+        inputs["customization"] = get_customization_dir(wildcards)
+    return inputs
+
+
+def get_train_input(wildcards):
+    """Poses, masks, the variant's initial inpainting and, for IDU, its customisation."""
+    customization = PIPELINE.customization_of(wildcards.variant)
+    inputs = {
+        "poses": f"results/{wildcards.scene}/poses",
+        "masks": f"results/{wildcards.scene}/masks",
+        "targets": f"results/{wildcards.scene}/inpaint/{customization}",
+    }
+    if customization != NO_CUSTOMIZATION:
+        inputs["customization"] = get_customization_dir(wildcards)
+    return inputs
+
+
+def get_all_metrics(wildcards):
+    """Metrics of every scene for every variant that can run here."""
     return [
-        path
+        f"results/{scene}/metrics/{variant}.json"
+        for variant in PIPELINE.runnable_variants()
         for scene in PIPELINE.scenes
-        for path in (f"results/{scene}/poses", f"results/{scene}/masks")
     ]
+
+
+def get_final_output():
+    """What `snakemake` with no target builds: the results table."""
+    return ["results/table.csv"]

@@ -1,0 +1,238 @@
+"""NeRF training throughput (rays/s) and peak memory on a SPIn-NeRF-sized setting.
+
+Builds 60 random forward-facing views of 1008x567 pixels in memory (no files, no diffusion),
+each with a rectangular object mask, and times the real training step of
+:class:`maldnerf.nerf.trainer.Trainer` (rays outside the mask + masked adversarial patches +
+discriminator step) after a warm-up. With ``--sweep`` it runs, in one process, the plain
+PyTorch fp32 path and then adds TF32, bf16, nerfacc's CUDA sampling kernels and
+``torch.compile`` one at a time, and prints each figure and its ratio to the first.
+
+Examples::
+
+    python benchmarks/nerf_benchmark.py --device cuda --iterations 50 --sweep --output results/benchmarks/nerf.json
+    python benchmarks/nerf_benchmark.py --device cpu --iterations 5 --cpu-defaults --width 320 --height 180
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from maldnerf import atomic
+from maldnerf.nerf.data import TrainingViews
+from maldnerf.nerf.settings import GPU_FULL_SIZE, IduSettings, NerfSettings
+from maldnerf.nerf.trainer import Trainer, resolve_device
+from maldnerf.settings import from_dict
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument(
+        "--device", default="auto", choices=["auto", "cpu", "cuda"], help="where to train"
+    )
+    p.add_argument("--iterations", type=int, default=30, help="timed iterations per configuration")
+    p.add_argument(
+        "--warmup", type=int, default=5, help="untimed iterations first (compile, caches)"
+    )
+    p.add_argument("--views", type=int, default=60, help="training views")
+    p.add_argument("--width", type=int, default=1008, help="image width in pixels")
+    p.add_argument("--height", type=int, default=567, help="image height in pixels")
+    p.add_argument(
+        "--batch-rays",
+        type=int,
+        default=None,
+        help="rays outside the mask per step (default: the settings')",
+    )
+    p.add_argument(
+        "--cpu-defaults",
+        action="store_true",
+        help="use the small CPU default settings instead of the full-size GPU ones",
+    )
+    p.add_argument(
+        "--nerfacc-cuda",
+        default="off",
+        choices=["auto", "on", "off"],
+        help="nerfacc's CUDA sampling kernels",
+    )
+    p.add_argument(
+        "--precision", default="fp32", choices=["auto", "fp32", "bf16"], help="MLP precision"
+    )
+    p.add_argument(
+        "--tf32", action=argparse.BooleanOptionalAction, default=False, help="TF32 matrix products"
+    )
+    p.add_argument("--compile", action="store_true", help="torch.compile the fields")
+    p.add_argument(
+        "--no-adversarial", action="store_true", help="time the reconstruction rays only"
+    )
+    p.add_argument(
+        "--sweep", action="store_true", help="fp32, +tf32, +bf16, +nerfacc CUDA, +compile in turn"
+    )
+    p.add_argument("--output", type=Path, default=None, help="write the figures as JSON here")
+    args = p.parse_args(argv)
+    if args.iterations < 1 or args.warmup < 0:
+        p.error("--iterations must be >= 1 and --warmup >= 0")
+    if args.width < 64 or args.height < 64 or args.views < 2:
+        p.error("need --width and --height >= 64 and --views >= 2")
+    return args
+
+
+def synthetic_views(count: int, width: int, height: int, seed: int = 0) -> TrainingViews:
+    """Random views on a forward-facing spiral looking at a plane 4 units away."""
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, (count, height, width, 3), dtype=np.uint8)
+    masks = np.zeros((count, height, width), bool)
+    masks[:, height // 3 : 2 * height // 3, width // 3 : 2 * width // 3] = True
+    c2w = np.tile(np.eye(4), (count, 1, 1))
+    angles = np.linspace(0, 2 * np.pi, count, endpoint=False)
+    c2w[:, 0, 3] = 0.3 * np.cos(angles)
+    c2w[:, 1, 3] = 0.2 * np.sin(angles)
+    focal = 0.8 * width
+    return TrainingViews(
+        names=[f"view_{i:03d}" for i in range(count)],
+        images=images,
+        targets=images.copy(),
+        masks=masks,
+        camera_to_world=c2w,
+        width=width,
+        height=height,
+        intrinsics=(focal, focal, width / 2, height / 2),
+        near=2.0,
+        far=8.0,
+    )
+
+
+def settings_for(args: argparse.Namespace, device: torch.device, **changes) -> NerfSettings:
+    base = {} if args.cpu_defaults else json.loads(json.dumps(GPU_FULL_SIZE["nerf"]))
+    base.update(
+        device=device.type,
+        nerfacc_cuda=changes.get("nerfacc_cuda", args.nerfacc_cuda),
+        precision=changes.get("precision", args.precision),
+        tf32=changes.get("tf32", args.tf32),
+        compile=changes.get("compile", args.compile),
+    )
+    if args.batch_rays:
+        base["batch_rays"] = args.batch_rays
+    if args.no_adversarial:
+        base["adversarial"] = {**base.get("adversarial", {}), "enabled": False}
+    return from_dict(NerfSettings, base)
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def measure(
+    args: argparse.Namespace, device: torch.device, views: TrainingViews, **changes
+) -> dict:
+    settings = settings_for(args, device, **changes)
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+    trainer = Trainer(settings, IduSettings(enabled=False), views, device)
+    start = settings.adversarial.warmup  # adversarial steps from the first iteration
+    per_step = settings.batch_rays
+    if settings.uses_patches:
+        per_step += settings.patches_per_step * settings.patch_size**2
+    compile_started = time.perf_counter()
+    for step in range(args.warmup):
+        trainer.train_step(start + step)
+    sync(device)
+    warmup_seconds = time.perf_counter() - compile_started
+    began = time.perf_counter()
+    for step in range(args.iterations):
+        losses = trainer.train_step(start + args.warmup + step)
+    sync(device)
+    seconds = time.perf_counter() - began
+    finite = bool(torch.isfinite(losses["total"]).item())
+    result = {
+        "config": {
+            k: getattr(settings, k) for k in ("precision", "tf32", "nerfacc_cuda", "compile")
+        },
+        "runtime": trainer.runtime,
+        "rays_per_step": per_step,
+        "samples_per_ray": sum(settings.proposal.samples) + settings.proposal.num_samples,
+        "step_ms": 1000 * seconds / args.iterations,
+        "rays_per_second": per_step * args.iterations / seconds,
+        "warmup_seconds": warmup_seconds,
+        "loss_finite": finite,
+    }
+    if device.type == "cuda":
+        result["peak_allocated_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
+        result["peak_reserved_gib"] = torch.cuda.max_memory_reserved(device) / 2**30
+    else:
+        import resource
+
+        result["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    del trainer
+    return result
+
+
+def main(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    device = resolve_device(args.device, "--device")
+    views = synthetic_views(args.views, args.width, args.height)
+    if args.sweep:
+        steps = [
+            ("fp32", dict(precision="fp32", tf32=False, nerfacc_cuda="off", compile=False)),
+            ("+tf32", dict(precision="fp32", tf32=True, nerfacc_cuda="off", compile=False)),
+            ("+bf16", dict(precision="bf16", tf32=True, nerfacc_cuda="off", compile=False)),
+            (
+                "+nerfacc_cuda",
+                dict(precision="bf16", tf32=True, nerfacc_cuda="auto", compile=False),
+            ),
+            ("+compile", dict(precision="bf16", tf32=True, nerfacc_cuda="auto", compile=True)),
+        ]
+        if device.type == "cpu":
+            steps = [steps[0], steps[-1]]
+    else:
+        steps = [("run", {})]
+    results = {}
+    for name, changes in steps:
+        try:
+            results[name] = measure(args, device, views, **changes)
+        except Exception as exc:  # report and continue with the next configuration
+            results[name] = {"error": f"{type(exc).__name__}: {exc}"}
+        r = results[name]
+        if "error" in r:
+            print(f"{name:>15}: failed: {r['error']}", flush=True)
+            continue
+        memory = r.get("peak_allocated_gib", r.get("peak_rss_gib"))
+        print(
+            f"{name:>15}: {r['rays_per_second']:>12,.0f} rays/s  {r['step_ms']:8.1f} ms/step  "
+            f"{memory:6.2f} GiB peak  ({r['rays_per_step']} rays/step, warm-up {r['warmup_seconds']:.1f} s)",
+            flush=True,
+        )
+    first = next((r for r in results.values() if "rays_per_second" in r), None)
+    if first and len(results) > 1:
+        for name, r in results.items():
+            if "rays_per_second" in r:
+                print(
+                    f"{name:>15}: {r['rays_per_second'] / first['rays_per_second']:.2f}x the first"
+                )
+    report = {
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "views": args.views,
+        "width": args.width,
+        "height": args.height,
+        "iterations": args.iterations,
+        "results": results,
+    }
+    if args.output:
+        atomic.write_json(args.output, report)
+        print(f"wrote {args.output}")
+    return 0 if first else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(parse_args()))

@@ -1,0 +1,546 @@
+"""Stable-Diffusion inpainting models: where they come from and how a customisation is applied.
+
+A model (``diffusion.model``) is one of
+
+- a Hugging Face id (default for real runs: ``stabilityai/stable-diffusion-2-inpainting``),
+  loaded from the local Hugging Face cache, or downloaded when the hub is reachable;
+- a local diffusers folder (``model_index.json`` plus ``unet/``, ``vae/``, ``text_encoder/``,
+  ``tokenizer/``, ``scheduler/``);
+- ``tiny``: the same architecture family — a 9-channel inpainting ``UNet2DConditionModel``, an
+  ``AutoencoderKL`` with four down blocks (Stable Diffusion's 8× latent downscale), a CLIP text
+  encoder — at small widths with random weights drawn from ``diffusion.tiny_seed``, and a CLIP
+  tokenizer whose vocabulary (the 256-entry byte table, a few merges) is generated here. Nothing
+  is downloaded. It exists for the embedded CPU-sized default and for tests: untrained it
+  inpaints noise, so the customize stage trains all its weights on the scene.
+
+Every model must be an *inpainting* model (UNet with 9 input channels: 4 noisy latent, 1 mask,
+4 masked-image latent); a text-to-image checkpoint is rejected with a one-line error.
+
+A customisation folder (see :mod:`.customize`) adds a LoRA on the UNet's attention projections
+and learned token embeddings; :func:`load_pipeline` loads them with the stock diffusers calls
+(``load_lora_weights``, ``load_textual_inversion``) and returns the scene prompt.
+
+Precision and device: ``auto`` picks CUDA when present; weights are bf16 on GPUs that support
+it (fp16 otherwise) and fp32 on CPU. Attention runs through PyTorch's scaled-dot-product
+attention (diffusers' default processor); attention slicing and gradient checkpointing are
+switches for tight memory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from ..errors import UserError
+from ..settings import require
+
+if TYPE_CHECKING:
+    import torch
+    from diffusers import StableDiffusionInpaintPipeline
+
+log = logging.getLogger(__name__)
+
+TINY = "tiny"
+DEFAULT_MODEL = "stabilityai/stable-diffusion-2-inpainting"
+
+# Files of a customisation folder (written by .customize, read here).
+MANIFEST = "customization.json"
+LORA_FILE = "pytorch_lora_weights.safetensors"
+TOKENS_FILE = "token_embeddings.safetensors"
+BASE_DIR = "base"
+
+# Stable Diffusion's noise schedule, used with DDIM (epsilon prediction).
+SD_SCHEDULER: dict[str, Any] = {
+    "num_train_timesteps": 1000,
+    "beta_start": 0.00085,
+    "beta_end": 0.012,
+    "beta_schedule": "scaled_linear",
+    "clip_sample": False,
+    "set_alpha_to_one": False,
+    "steps_offset": 1,
+    "prediction_type": "epsilon",
+}
+
+TINY_UNET: dict[str, Any] = {
+    "sample_size": 8,
+    "in_channels": 9,
+    "out_channels": 4,
+    "block_out_channels": (64, 128),
+    "layers_per_block": 1,
+    "down_block_types": ("CrossAttnDownBlock2D", "DownBlock2D"),
+    "up_block_types": ("UpBlock2D", "CrossAttnUpBlock2D"),
+    "cross_attention_dim": 32,
+    "attention_head_dim": 8,
+    "norm_num_groups": 16,
+}
+TINY_VAE: dict[str, Any] = {
+    "in_channels": 3,
+    "out_channels": 3,
+    "down_block_types": ("DownEncoderBlock2D",) * 4,
+    "up_block_types": ("UpDecoderBlock2D",) * 4,
+    "block_out_channels": (16, 32, 64, 64),
+    "layers_per_block": 1,
+    "latent_channels": 4,
+    "norm_num_groups": 8,
+    "sample_size": 64,
+    "scaling_factor": 1.0,
+}
+TINY_TEXT: dict[str, Any] = {
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "max_position_embeddings": 77,
+    "projection_dim": 32,
+}
+
+# The Stable Diffusion 2 inpainting architecture (stabilityai/stable-diffusion-2-inpainting).
+FULL_UNET: dict[str, Any] = {
+    "sample_size": 64,
+    "in_channels": 9,
+    "out_channels": 4,
+    "block_out_channels": (320, 640, 1280, 1280),
+    "layers_per_block": 2,
+    "down_block_types": ("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+    "up_block_types": ("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
+    "cross_attention_dim": 1024,
+    "attention_head_dim": (5, 10, 20, 20),
+    "use_linear_projection": True,
+    "norm_num_groups": 32,
+}
+FULL_VAE: dict[str, Any] = {
+    "in_channels": 3,
+    "out_channels": 3,
+    "down_block_types": ("DownEncoderBlock2D",) * 4,
+    "up_block_types": ("UpDecoderBlock2D",) * 4,
+    "block_out_channels": (128, 256, 512, 512),
+    "layers_per_block": 2,
+    "latent_channels": 4,
+    "norm_num_groups": 32,
+    "sample_size": 512,
+    "scaling_factor": 0.18215,
+}
+FULL_TEXT: dict[str, Any] = {
+    "vocab_size": 49408,
+    "hidden_size": 1024,
+    "intermediate_size": 4096,
+    "num_hidden_layers": 23,
+    "num_attention_heads": 16,
+    "max_position_embeddings": 77,
+    "hidden_act": "gelu",
+    "projection_dim": 512,
+}
+
+# A few merges so that common prompt words are single tokens; everything else falls back to
+# the byte-level alphabet, which covers any text.
+_TINY_WORDS = ("a", "photo", "of", "the", "scene", "background", "empty", "room", "with", "and")
+
+
+@dataclass
+class DiffusionSettings:
+    """Which diffusion model to use, and where and how to run it."""
+
+    model: str = TINY
+    """Hugging Face id (e.g. ``stabilityai/stable-diffusion-2-inpainting``), local diffusers
+    folder, or ``tiny`` (small random model built offline, for CPU runs and tests)."""
+    tiny_seed: int = 0
+    """Seed of the random weights of the ``tiny`` model."""
+    resolution: int | None = None
+    """Model input size in pixels (square, a multiple of 8); ``null``: the model's native size
+    (64 for ``tiny``, 512 for Stable Diffusion 2 inpainting)."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """``auto``: CUDA when available, otherwise the CPU."""
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
+    """Weight precision; ``auto``: bfloat16 on GPUs that support it (float16 otherwise), float32
+    on the CPU. Trained parameters (LoRA, tokens) always stay float32."""
+    attention_slicing: bool = False
+    """Compute attention in slices (less memory, slower)."""
+    gradient_checkpointing: bool = False
+    """Recompute UNet activations in the backward pass (less memory, ~30% slower training).
+    When off, the customize stage still turns it on by itself if the first step runs out of GPU
+    memory."""
+    generic_prompt: str = ""
+    """Prompt used without a customisation (the ``no customisation`` ablation)."""
+
+    def __post_init__(self) -> None:
+        require(bool(self.model.strip()), "model must not be empty")
+        require(
+            self.resolution is None or (self.resolution >= 32 and self.resolution % 8 == 0),
+            "resolution must be a multiple of 8 and >= 32 (or null for the model's native size)",
+        )
+
+
+# ---------------------------------------------------------------------------- device, dtype
+
+
+def resolve_device(settings: DiffusionSettings) -> torch.device:
+    """The torch device named by ``settings.device``."""
+    import torch
+
+    if settings.device == "cuda" or (settings.device == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            raise UserError(
+                "diffusion.device: 'cuda' requested but no CUDA device is available; "
+                "set diffusion.device to 'auto' or 'cpu'"
+            )
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def resolve_dtype(settings: DiffusionSettings, device: torch.device) -> torch.dtype:
+    """The weight dtype named by ``settings.dtype`` on ``device``."""
+    import torch
+
+    if settings.dtype == "auto":
+        if device.type != "cuda":
+            return torch.float32
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if settings.dtype == "float16" and device.type == "cpu":
+        raise UserError(
+            "diffusion.dtype: float16 is not supported on the CPU; use 'auto', 'float32' "
+            "or 'bfloat16'"
+        )
+    return getattr(torch, settings.dtype)
+
+
+def native_resolution(pipeline: StableDiffusionInpaintPipeline) -> int:
+    """The model's training resolution in pixels (UNet sample size × VAE downscale)."""
+    return int(pipeline.unet.config.sample_size) * vae_scale_factor(pipeline)
+
+
+def vae_scale_factor(pipeline: StableDiffusionInpaintPipeline) -> int:
+    return 2 ** (len(pipeline.vae.config.block_out_channels) - 1)
+
+
+def model_resolution(settings: DiffusionSettings, pipeline: StableDiffusionInpaintPipeline) -> int:
+    """``settings.resolution`` or, when unset, the model's native resolution."""
+    resolution = settings.resolution or native_resolution(pipeline)
+    factor = vae_scale_factor(pipeline)
+    if resolution % factor:
+        raise UserError(
+            f"diffusion.resolution: {resolution} is not a multiple of the VAE downscale {factor}"
+        )
+    return resolution
+
+
+@contextlib.contextmanager
+def out_of_memory_hint(what: str, hint: str) -> Iterator[None]:
+    """Turn a GPU out-of-memory error inside the block into a one-line :class:`UserError`."""
+    import torch
+
+    try:
+        yield
+    except torch.OutOfMemoryError:
+        with contextlib.suppress(Exception):
+            torch.cuda.empty_cache()
+        raise UserError(f"GPU out of memory while {what}; {hint}") from None
+
+
+# ---------------------------------------------------------------------------- tiny model
+
+
+def _byte_alphabet() -> list[str]:
+    """The byte-level BPE alphabet: one printable character for each of the 256 byte values."""
+    printable = (
+        list(range(ord("!"), ord("~") + 1))
+        + list(range(ord("¡"), ord("¬") + 1))
+        + list(range(ord("®"), ord("ÿ") + 1))
+    )
+    table: dict[int, str] = {}
+    shifted = 0
+    for value in range(256):
+        if value in printable:
+            table[value] = chr(value)
+        else:
+            table[value] = chr(256 + shifted)
+            shifted += 1
+    return [table[value] for value in range(256)]
+
+
+def write_tiny_tokenizer_files(folder: Path) -> tuple[Path, Path]:
+    """Write ``vocab.json`` and ``merges.txt`` of the tiny CLIP tokenizer into ``folder``."""
+    alphabet = _byte_alphabet()
+    vocab = alphabet + [c + "</w>" for c in alphabet]
+    merges: list[str] = []
+    for word in _TINY_WORDS:
+        pieces = list(word[:-1]) + [word[-1] + "</w>"]
+        while len(pieces) > 1:
+            merge = f"{pieces[0]} {pieces[1]}"
+            if merge not in merges:
+                merges.append(merge)
+                vocab.append(pieces[0] + pieces[1])
+            pieces = [pieces[0] + pieces[1]] + pieces[2:]
+    vocab = list(dict.fromkeys(vocab)) + ["<|startoftext|>", "<|endoftext|>"]
+    vocab_file, merges_file = folder / "vocab.json", folder / "merges.txt"
+    vocab_file.write_text(json.dumps({token: i for i, token in enumerate(vocab)}))
+    merges_file.write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
+    return vocab_file, merges_file
+
+
+def tiny_tokenizer() -> Any:
+    """A CLIP tokenizer over the generated byte-level vocabulary (``model_max_length = 77``)."""
+    from transformers import CLIPTokenizer
+
+    with tempfile.TemporaryDirectory() as tmp:
+        vocab_file, merges_file = write_tiny_tokenizer_files(Path(tmp))
+        return CLIPTokenizer(
+            str(vocab_file), str(merges_file), model_max_length=77, pad_token="<|endoftext|>"
+        )
+
+
+def build_random_pipeline(
+    size: Literal["tiny", "full"] = "tiny", seed: int = 0
+) -> StableDiffusionInpaintPipeline:
+    """An inpainting pipeline built from config with random weights (deterministic in ``seed``).
+
+    ``tiny``: ~3 M-parameter UNet, ~1 M-parameter VAE, 2-layer CLIP text encoder.
+    ``full``: the Stable Diffusion 2 inpainting architecture (865 M-parameter UNet), for
+    benchmarks; its tokenizer is the generated tiny one (ids are valid for the full vocabulary).
+    """
+    import torch
+    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    tokenizer = tiny_tokenizer()
+    unet_config, vae_config, text_config = (
+        (TINY_UNET, TINY_VAE, {**TINY_TEXT, "vocab_size": len(tokenizer)})
+        if size == "tiny"
+        else (FULL_UNET, FULL_VAE, FULL_TEXT)
+    )
+    text_config = {
+        **text_config,
+        "bos_token_id": tokenizer.bos_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        "pad_token_id": tokenizer.pad_token_id,
+    }
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        unet = UNet2DConditionModel(**unet_config)
+        vae = AutoencoderKL(**vae_config)
+        text_encoder = CLIPTextModel(CLIPTextConfig(**text_config))
+    return _assemble(unet, vae, text_encoder, tokenizer, DDIMScheduler(**SD_SCHEDULER))
+
+
+def _assemble(unet, vae, text_encoder, tokenizer, scheduler) -> StableDiffusionInpaintPipeline:
+    from diffusers import StableDiffusionInpaintPipeline
+
+    pipeline = StableDiffusionInpaintPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipeline.set_progress_bar_config(disable=True)
+    return pipeline
+
+
+# ---------------------------------------------------------------------------- loading
+
+
+def _looks_like_path(model: str) -> bool:
+    return model.startswith((".", "/", "~")) or os.sep in model.strip("/").replace("/", "", 1)
+
+
+def load_base_pipeline(settings: DiffusionSettings) -> StableDiffusionInpaintPipeline:
+    """The base model of ``settings`` in float32 on the CPU (move it with :func:`place`)."""
+    model = settings.model.strip()
+    if model == TINY:
+        return build_random_pipeline("tiny", settings.tiny_seed)
+    folder = Path(model).expanduser()
+    if folder.is_dir():
+        return load_folder(folder, where="diffusion.model")
+    if _looks_like_path(model):
+        raise UserError(
+            f"diffusion.model: folder {model} not found; give an existing diffusers folder, "
+            "a Hugging Face id, or 'tiny'"
+        )
+    return _load_hub(model)
+
+
+def check_inpainting_folder(folder: Path, where: str) -> None:
+    """Raise a :class:`UserError` unless ``folder`` holds a diffusers inpainting model."""
+    if not (folder / "model_index.json").is_file():
+        raise UserError(
+            f"{where}: {folder} is not a diffusers model folder (no model_index.json); save one "
+            "with pipeline.save_pretrained(...), or use a Hugging Face id or 'tiny'"
+        )
+    unet_config = folder / "unet" / "config.json"
+    if not unet_config.is_file():
+        raise UserError(f"{where}: {folder} has no unet/config.json; it is not a diffusion model")
+    channels = json.loads(unet_config.read_text()).get("in_channels")
+    _check_channels(channels, str(folder), where)
+
+
+def _check_channels(channels: Any, source: str, where: str) -> None:
+    if channels != 9:
+        raise UserError(
+            f"{where}: {source} has a UNet with {channels} input channels, not an inpainting "
+            "model (9 channels); use an inpainting checkpoint such as "
+            f"{DEFAULT_MODEL}, or 'tiny'"
+        )
+
+
+def load_folder(folder: Path, where: str) -> StableDiffusionInpaintPipeline:
+    """Load a local diffusers inpainting folder (float32, CPU)."""
+    from diffusers import DDIMScheduler, StableDiffusionInpaintPipeline
+
+    check_inpainting_folder(folder, where)
+    try:
+        pipeline = StableDiffusionInpaintPipeline.from_pretrained(
+            folder, safety_checker=None, requires_safety_checker=False, local_files_only=True
+        )
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UserError(
+            f"{where}: cannot load the diffusers model in {folder} ({_one_line(exc)})"
+        ) from None
+    pipeline.scheduler = DDIMScheduler.from_config(pipeline.scheduler.config)
+    pipeline.set_progress_bar_config(disable=True)
+    return pipeline
+
+
+def _load_hub(model_id: str) -> StableDiffusionInpaintPipeline:
+    from diffusers import DDIMScheduler, StableDiffusionInpaintPipeline
+
+    try:
+        pipeline = StableDiffusionInpaintPipeline.from_pretrained(
+            model_id, safety_checker=None, requires_safety_checker=False
+        )
+    except Exception as exc:  # hub errors come in many types (OSError, HTTP, validation)
+        if isinstance(exc, MemoryError | KeyboardInterrupt):
+            raise
+        raise UserError(
+            f"diffusion.model: {model_id!r} is neither in the local Hugging Face cache nor "
+            f"downloadable ({_one_line(exc)}); download it where the hub is reachable, give a "
+            "local diffusers folder, or use 'tiny'"
+        ) from None
+    _check_channels(pipeline.unet.config.in_channels, model_id, "diffusion.model")
+    pipeline.scheduler = DDIMScheduler.from_config(pipeline.scheduler.config)
+    pipeline.set_progress_bar_config(disable=True)
+    return pipeline
+
+
+def _one_line(exc: BaseException, limit: int = 160) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def place(
+    pipeline: StableDiffusionInpaintPipeline, settings: DiffusionSettings, device: torch.device
+) -> StableDiffusionInpaintPipeline:
+    """Move ``pipeline`` to ``device`` in the settings' dtype, in eval mode, memory switches on."""
+    dtype = resolve_dtype(settings, device)
+    for module in (pipeline.unet, pipeline.vae, pipeline.text_encoder):
+        move(module, device, dtype)
+        module.eval()
+        module.requires_grad_(False)
+    if settings.attention_slicing:
+        pipeline.enable_attention_slicing()
+    return pipeline
+
+
+def read_customization(folder: Path) -> dict[str, Any]:
+    """The manifest of a customisation folder, checked for the files it names."""
+    manifest = folder / MANIFEST
+    if not manifest.is_file():
+        raise UserError(f"{manifest}: not found; run the customize stage first")
+    info = json.loads(manifest.read_text())
+    for name in (LORA_FILE, TOKENS_FILE):
+        if not (folder / name).is_file():
+            raise UserError(f"{folder / name}: missing; rerun the customize stage")
+    return info
+
+
+def customization_base(folder: Path, info: dict[str, Any], settings: DiffusionSettings) -> Any:
+    """The base pipeline a customisation was trained on (its own ``base/`` folder for tiny)."""
+    if info.get("base_model") != settings.model.strip():
+        raise UserError(
+            f"{folder / MANIFEST}: trained on base model {info.get('base_model')!r} but "
+            f"diffusion.model is {settings.model!r}; rerun customize or change diffusion.model"
+        )
+    if (folder / BASE_DIR).is_dir():
+        return load_folder(folder / BASE_DIR, where=str(folder))
+    return load_base_pipeline(settings)
+
+
+def apply_customization(pipeline: StableDiffusionInpaintPipeline, folder: Path) -> str:
+    """Load the LoRA and token embeddings of ``folder`` into ``pipeline``; returns the prompt.
+
+    Uses only stock diffusers loaders (``load_lora_weights``, ``load_textual_inversion``).
+    """
+    from safetensors.torch import load_file
+
+    info = read_customization(folder)
+    from diffusers.utils import logging as diffusers_logging
+
+    verbosity = diffusers_logging.get_verbosity()
+    diffusers_logging.set_verbosity_error()  # "no LoRA keys for the text encoder": expected
+    try:
+        pipeline.load_lora_weights(folder, weight_name=LORA_FILE, adapter_name="scene")
+        embeddings = load_file(folder / TOKENS_FILE)
+        tokens = list(info["tokens"])
+        if tokens:
+            pipeline.load_textual_inversion([embeddings[t] for t in tokens], token=tokens)
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        raise UserError(
+            f"{folder}: cannot load the customisation ({_one_line(exc)}); rerun customize"
+        ) from None
+    finally:
+        diffusers_logging.set_verbosity(verbosity)
+    return str(info["prompt"])
+
+
+def move(module: Any, device: torch.device, dtype: torch.dtype) -> Any:
+    """``module.to(device, dtype)``, converting the dtype only when it differs."""
+    from diffusers.utils import logging as diffusers_logging
+
+    module.to(device)
+    if module.dtype != dtype:
+        verbosity = diffusers_logging.get_verbosity()
+        diffusers_logging.set_verbosity_error()  # "modules to keep in float32: []": none here
+        try:
+            module.to(dtype=dtype)
+        finally:
+            diffusers_logging.set_verbosity(verbosity)
+    return module
+
+
+def load_pipeline(
+    settings: DiffusionSettings, customization_dir: Path | None = None
+) -> tuple[StableDiffusionInpaintPipeline, str]:
+    """The inpainting pipeline on its device, and the prompt to use with it.
+
+    Without ``customization_dir``: the base model and ``settings.generic_prompt``. With it: the
+    base the customisation was trained on (for ``tiny``, the trained weights in its ``base/``),
+    its LoRA fused into the UNet, its tokens added to the tokenizer, and its scene prompt.
+    """
+    device = resolve_device(settings)
+    if customization_dir is None:
+        pipeline, prompt = load_base_pipeline(settings), settings.generic_prompt
+    else:
+        customization_dir = Path(customization_dir)
+        info = read_customization(customization_dir)
+        pipeline = customization_base(customization_dir, info, settings)
+        prompt = apply_customization(pipeline, customization_dir)
+        pipeline.fuse_lora(components=["unet"], lora_scale=1.0)
+        pipeline.unload_lora_weights()
+    place(pipeline, settings, device)
+    log.info(
+        "diffusion model %s%s on %s (%s), prompt %r",
+        settings.model,
+        f" + {customization_dir}" if customization_dir else "",
+        device,
+        str(pipeline.unet.dtype).removeprefix("torch."),
+        prompt,
+    )
+    return pipeline, prompt

@@ -1,0 +1,100 @@
+"""Losses against hand-computed small cases."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from maldnerf.errors import UserError
+from maldnerf.nerf import losses
+from maldnerf.nerf.encodings import HashEncoding
+
+
+def test_distortion_loss_hand_computed():
+    # Two intervals [0, .5], [.5, 1] with weight .5 each: midpoints .25 and .75.
+    # Pairs: 2 * .5 * .5 * |.25 - .75| = .25; self term: (.25 * .5 + .25 * .5) / 3 = 1/12.
+    w = torch.tensor([[0.5, 0.5]])
+    edges = torch.tensor([[0.0, 0.5, 1.0]])
+    assert losses.distortion_loss(w, edges).item() == pytest.approx(0.25 + 1 / 12, abs=1e-7)
+    # All weight in one short interval: only the self term, w^2 * width / 3.
+    w = torch.tensor([[0.0, 1.0, 0.0]])
+    edges = torch.tensor([[0.0, 0.4, 0.5, 1.0]])
+    assert losses.distortion_loss(w, edges).item() == pytest.approx(0.1 / 3, abs=1e-7)
+
+
+def test_distortion_loss_matches_the_double_sum():
+    torch.manual_seed(0)
+    w = torch.rand(5, 9)
+    edges = torch.sort(torch.rand(5, 10), dim=1).values
+    mids = 0.5 * (edges[:, 1:] + edges[:, :-1])
+    brute = (w[:, :, None] * w[:, None, :] * (mids[:, :, None] - mids[:, None, :]).abs()).sum(
+        (1, 2)
+    )
+    brute = brute + (w**2 * (edges[:, 1:] - edges[:, :-1])).sum(1) / 3
+    assert losses.distortion_loss(w, edges).item() == pytest.approx(brute.mean().item(), rel=1e-5)
+
+
+def test_interlevel_loss_hand_computed():
+    # Field: weights .8 on [0, .5] and .2 on [.5, 1].
+    edges = torch.tensor([[0.0, 0.5, 1.0]])
+    cdfs = torch.tensor([[0.0, 0.8, 1.0]])
+    # Proposal: weights .1, .1, .8 on [0, .25], [.25, .75], [.75, 1].
+    key_edges = torch.tensor([[0.0, 0.25, 0.75, 1.0]])
+    key_cdfs = torch.tensor([[0.0, 0.1, 0.2, 1.0]])
+    # [0, .5] overlaps the first two proposal intervals: bound .2 < .8 -> (.8 - .2)^2 / .8 = .45;
+    # [.5, 1] overlaps the last two: bound .9 >= .2 -> 0.
+    loss = losses.interlevel_loss(edges, cdfs, [(key_edges, key_cdfs)])
+    assert loss.item() == pytest.approx(0.45, abs=1e-5)
+    # A proposal that bounds everything costs nothing; two levels add up.
+    assert losses.interlevel_loss(edges, cdfs, [(edges, cdfs)]).item() == pytest.approx(
+        0.0, abs=1e-6
+    )
+    two = losses.interlevel_loss(edges, cdfs, [(key_edges, key_cdfs)] * 2)
+    assert two.item() == pytest.approx(0.9, abs=1e-5)
+
+
+def test_interlevel_loss_trains_only_the_proposal():
+    edges = torch.tensor([[0.0, 0.5, 1.0]])
+    cdfs = torch.tensor([[0.0, 0.8, 1.0]], requires_grad=True)
+    key_cdfs = torch.tensor([[0.0, 0.1, 0.2, 1.0]], requires_grad=True)
+    losses.interlevel_loss(
+        edges, cdfs, [(torch.tensor([[0.0, 0.25, 0.75, 1.0]]), key_cdfs)]
+    ).backward()
+    assert cdfs.grad is None and key_cdfs.grad is not None
+
+
+def test_decay_loss_is_sum_of_per_level_mean_squares():
+    enc = HashEncoding(
+        num_levels=3, features_per_level=2, log2_table_size=8, base_resolution=2, max_resolution=16
+    )
+    with torch.no_grad():
+        enc.params.fill_(2.0)
+    # Every level's used rows hold 2.0: mean square 4 per level, 3 levels.
+    assert losses.decay_loss([enc]).item() == pytest.approx(12.0)
+
+
+def test_masked_l1_counts_only_masked_pixels():
+    fake = torch.zeros(1, 3, 2, 2)
+    real = torch.ones(1, 3, 2, 2)
+    masks = torch.tensor([[[[1.0, 0.0], [0.0, 0.0]]]])
+    real[:, :, 1, 1] = 100.0  # outside the mask: ignored
+    assert losses.masked_l1(fake, real, masks).item() == pytest.approx(1.0)
+
+
+def test_lpips_without_backbone_weights_is_a_clear_error(monkeypatch, tmp_path):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    with pytest.raises(UserError, match="alexnet-owt-7be5be79.pth"):
+        losses.load_lpips(torch.device("cpu"))
+
+
+def test_lpips_loss_upsamples_small_patches():
+    seen = []
+
+    class Fake(torch.nn.Module):
+        def forward(self, a, b):
+            seen.append((a.shape, float(a.min()), float(a.max())))
+            return (a - b).abs().mean(dim=(1, 2, 3))
+
+    loss = losses.LpipsLoss(Fake())(torch.zeros(2, 3, 8, 8), torch.ones(2, 3, 8, 8))
+    assert seen[0][0] == (2, 3, 64, 64) and seen[0][1] == -1.0  # inputs scaled to [-1, 1]
+    assert loss.item() == pytest.approx(2.0)

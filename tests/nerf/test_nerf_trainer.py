@@ -1,0 +1,236 @@
+"""The train stage: outputs, IDU, resume after a kill, NaN guard, bad settings."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+
+import numpy as np
+import pytest
+import torch
+from nerf_helpers import tiny_settings
+from safetensors.torch import load_file
+
+from maldnerf.errors import UserError
+from maldnerf.nerf import checkpoint, trainer
+from maldnerf.nerf.idu import idu_iterations, idu_strength
+from maldnerf.nerf.settings import IduSettings
+
+
+class FakeInpainter:
+    """Returns a blurred version of what it is given, and records the calls."""
+
+    def __init__(self):
+        self.calls = []
+
+    def inpaint(self, images, masks, strength, seeds):
+        self.calls.append((len(images), strength, list(seeds)))
+        out = []
+        for image, mask in zip(images, masks):
+            blurred = 0.5 * image + 0.5 * image.mean(axis=(0, 1), keepdims=True)
+            out.append(np.where(mask[..., None], blurred, image).astype(np.float32))
+        return out
+
+
+def train(small_scene, tmp_path, settings, idu=None, name="nerf", factory=None, **kwargs):
+    idu = idu if idu is not None else IduSettings(enabled=False)
+    output, resume = tmp_path / name, tmp_path / f"{name}_resume"
+    trainer.run(
+        settings,
+        idu,
+        small_scene["transforms"],
+        small_scene["masks"],
+        small_scene["targets"],
+        output,
+        resume,
+        factory,
+        **kwargs,
+    )
+    return output, resume
+
+
+def test_idu_schedule():
+    assert idu_strength(0, 100, 0.8, 0.2) == pytest.approx(0.8)
+    assert idu_strength(25, 100, 0.8, 0.2) == pytest.approx(0.8 - 0.6 * 0.5)
+    assert idu_strength(100, 100, 0.8, 0.2) == pytest.approx(0.2)
+    assert idu_iterations(IduSettings(every=4), 12) == [4, 8]
+    assert idu_iterations(IduSettings(enabled=False), 12) == []
+
+
+def test_train_writes_the_output_folder_with_idu(small_scene, tmp_path):
+    fake = FakeInpainter()
+    calls = []
+
+    def factory():
+        calls.append(1)
+        return fake
+
+    idu = IduSettings(every=4, t_max=0.8, t_min=0.2, batch_size=3)
+    output, resume = train(small_scene, tmp_path, tiny_settings(), idu, factory=factory)
+    assert sorted(p.name for p in output.iterdir()) == [
+        "idu",
+        "model.safetensors",
+        "nerf.json",
+        "train_log.csv",
+    ]
+    assert sorted(p.name for p in (output / "idu").iterdir()) == ["round_01.png", "round_02.png"]
+    assert len(calls) == 1  # the model is loaded once, lazily
+    assert [c[0] for c in fake.calls] == [3, 3, 2] * 2  # 8 views in batches of 3, two rounds
+    assert fake.calls[0][1] == pytest.approx(idu_strength(4, 12, 0.8, 0.2))
+    info = json.loads((output / "nerf.json").read_text())
+    assert [r["iteration"] for r in info["idu_rounds"]] == [4, 8]
+    assert info["timings"]["iterations"] == 12 and info["timings"]["rays_per_second"] > 0
+    assert (
+        info["parameterization"]["kind"] == "contract" and "world_to_model" in info["normalization"]
+    )
+    assert "max_rss_bytes" in info["peak_memory"] and "pixel" in info["final_losses"]
+    rows = list(csv.DictReader((output / "train_log.csv").open()))
+    assert [int(r["step"]) for r in rows] == [4, 8, 12]
+    assert {"lr", "idu_strength", "rays_per_second", "adversarial", "discriminator"} <= set(rows[0])
+    assert rows[-1]["idu_strength"] != ""
+    weights = load_file(output / "model.safetensors")
+    assert "field.encoding.params" in weights
+    assert not (resume / checkpoint.CHECKPOINT).exists()  # removed after success
+
+
+def test_no_factory_with_idu_on_is_an_error(small_scene, tmp_path):
+    with pytest.raises(UserError, match="idu.enabled"):
+        train(small_scene, tmp_path, tiny_settings(), IduSettings(every=4))
+
+
+class Killed(Exception):
+    pass
+
+
+def test_resume_after_a_kill_gives_the_same_parameters(small_scene, tmp_path, monkeypatch):
+    settings = tiny_settings(iterations=12, checkpoint_every=3, keep_checkpoint=True)
+    idu = IduSettings(every=5)
+    full, _ = train(small_scene, tmp_path, settings, idu, "full", FakeInpainter)
+
+    original = trainer.Trainer.train_step
+
+    def dies_at_step_8(self, step):
+        if step == 8:
+            raise Killed
+        return original(self, step)
+
+    monkeypatch.setattr(trainer.Trainer, "train_step", dies_at_step_8)
+    with pytest.raises(Killed):
+        train(small_scene, tmp_path, settings, idu, "resumed", FakeInpainter)
+    resume = tmp_path / "resumed_resume"
+    state = torch.load(resume / checkpoint.CHECKPOINT, weights_only=True)
+    assert state["step"] == 6 and len(state["idu_rounds"]) == 1
+    assert not (tmp_path / "resumed").exists()  # nothing half-written as output
+    monkeypatch.setattr(trainer.Trainer, "train_step", original)
+    started = []
+    monkeypatch.setattr(trainer.Trainer, "restore", _spy(trainer.Trainer.restore, started))
+    train(small_scene, tmp_path, settings, idu, "resumed", FakeInpainter)
+    assert started  # it did resume
+    a, b = (
+        load_file(full / "model.safetensors"),
+        load_file(tmp_path / "resumed" / "model.safetensors"),
+    )
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    info = json.loads((tmp_path / "resumed" / "nerf.json").read_text())
+    assert [r["iteration"] for r in info["idu_rounds"]] == [5, 10]
+
+
+def _spy(function, calls):
+    def wrapper(self, *args):
+        calls.append(1)
+        return function(self, *args)
+
+    return wrapper
+
+
+def test_changed_settings_do_not_resume(small_scene, tmp_path, caplog):
+    settings = tiny_settings(iterations=6, keep_checkpoint=True)
+    train(small_scene, tmp_path, settings)
+    other = tiny_settings(iterations=6, keep_checkpoint=True, batch_rays=32)
+    with caplog.at_level(logging.WARNING):
+        train(small_scene, tmp_path, other)
+    assert "other settings or inputs" in caplog.text
+
+
+def test_nonfinite_steps_are_skipped_then_stop(small_scene, tmp_path, monkeypatch, caplog):
+    from maldnerf.nerf import model as model_module
+
+    original = model_module.pixel_loss
+    bad_steps = {"count": 0}
+
+    def sometimes_nan(rgb, target):
+        bad_steps["count"] += 1
+        value = original(rgb, target)
+        return value * float("nan") if bad_steps["count"] in (3, 4) else value
+
+    monkeypatch.setattr(model_module, "pixel_loss", sometimes_nan)
+    settings = tiny_settings(iterations=8, log_every=4, adversarial={"enabled": False})
+    with caplog.at_level(logging.WARNING):
+        output, _ = train(small_scene, tmp_path, settings, name="nan")
+    assert "skipped 2 of the last 4 steps" in caplog.text
+    assert json.loads((output / "nerf.json").read_text())["skipped_steps"] == 2
+    weights = load_file(output / "model.safetensors")
+    assert all(torch.isfinite(v).all() for v in weights.values())
+
+    monkeypatch.setattr(
+        model_module, "pixel_loss", lambda rgb, target: original(rgb, target) * float("nan")
+    )
+    settings = tiny_settings(
+        iterations=20, log_every=4, max_nonfinite_steps=3, adversarial={"enabled": False}
+    )
+    with pytest.raises(UserError, match="NaN/inf for 4 consecutive steps"):
+        train(small_scene, tmp_path, settings, name="nan2")
+
+
+def test_a_skipped_step_leaves_the_parameters_unchanged(small_scene):
+    from maldnerf.nerf.data import load_training_views
+
+    _, views = load_training_views(
+        small_scene["transforms"], small_scene["masks"], small_scene["targets"]
+    )
+    t = trainer.Trainer(
+        tiny_settings(adversarial={"enabled": False}),
+        IduSettings(enabled=False),
+        views,
+        torch.device("cpu"),
+    )
+    t.train_step(0)
+    before = {k: v.clone() for k, v in t.model.state_dict().items()}
+    t.model.reconstruction_losses = lambda outputs, rgb: {
+        "pixel": outputs["rgb"].sum() * float("inf")
+    }
+    t.train_step(1)
+    for key, value in t.model.state_dict().items():
+        assert torch.equal(value, before[key]), key
+    assert t.skipped.item() == 1
+
+
+def test_lpips_variant_without_weights_fails_before_training(small_scene, tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    with pytest.raises(UserError, match="alexnet-owt-7be5be79.pth"):
+        train(small_scene, tmp_path, tiny_settings(inpainted_loss="lpips"))
+
+
+def test_lpips_variant_with_an_injected_module(small_scene, tmp_path):
+    class Fake(torch.nn.Module):
+        def forward(self, a, b):
+            return (a - b).abs().mean(dim=(1, 2, 3))
+
+    output, _ = train(
+        small_scene,
+        tmp_path,
+        tiny_settings(iterations=4, inpainted_loss="lpips", adversarial={"enabled": False}),
+        lpips_module=Fake(),
+    )
+    rows = list(csv.DictReader((output / "train_log.csv").open()))
+    assert rows[-1]["inpainted"] != "" and rows[-1]["adversarial"] == ""
+
+
+def test_cuda_device_without_a_gpu_is_an_error(small_scene, tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(UserError, match="nerf.device"):
+        train(small_scene, tmp_path, tiny_settings(device="cuda"))

@@ -1,0 +1,62 @@
+rule evaluate:
+    input:
+        scene="results/{scene}/scene",
+        masks="results/{scene}/masks",
+        render="results/{scene}/render/{variant}",
+        nerf="results/{scene}/nerf/{variant}",
+    output:
+        metrics="results/{scene}/metrics/{variant}.json",
+        features="results/{scene}/metrics/{variant}.features.npz",
+    log:
+        "logs/evaluate/{scene}-{variant}.log",
+    benchmark:
+        "results/benchmarks/evaluate/{scene}-{variant}.tsv"
+    conda:
+        "../../envs/maldnerf.yaml"
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=lambda wc: PIPELINE.resources("evaluate", wc.scene)["mem_mb"],
+        runtime=lambda wc: PIPELINE.resources("evaluate", wc.scene)["runtime"],
+    params:
+        settings=lambda wc: settings_json(PIPELINE.evaluate_params(wc.scene)),
+    shell:
+        "python -m maldnerf --threads {threads} evaluate --scene {input.scene:q}"
+        " --masks {input.masks:q} --render {input.render:q} --nerf {input.nerf:q}"
+        " --output {output.metrics:q} --settings {params.settings:q} 2> {log:q}"
+
+
+rule table:
+    input:
+        metrics=get_all_metrics,
+    output:
+        table=report(
+            "results/table.csv",
+            caption="../report/table.rst",
+            category="Results",
+        ),
+        per_scene="results/table_per_scene.csv",
+        markdown="results/table.md",
+        plot=report(
+            "results/metrics.png", caption="../report/plot.rst", category="Results"
+        ),
+        sheets=report(
+            expand("results/{scene}/contact_sheet.png", scene=PIPELINE.scenes),
+            caption="../report/contact_sheet.rst",
+            category="Contact sheets",
+        ),
+        timings="results/timings.csv",
+    log:
+        "logs/table/table.log",
+    benchmark:
+        "results/benchmarks/table/table.tsv"
+    conda:
+        "../../envs/maldnerf.yaml"
+    threads: 1
+    params:
+        settings=lambda wc: settings_json(PIPELINE.table_params()),
+        variants=lambda wc: settings_json(PIPELINE.table_variants()),
+    shell:
+        "python -m maldnerf --threads {threads} table --metrics {input.metrics:q}"
+        " --variants {params.variants:q} --benchmarks results/benchmarks"
+        " --output {output.table:q} --settings {params.settings:q} 2> {log:q}"

@@ -1,0 +1,51 @@
+rule train:
+    input:
+        unpack(get_train_input),
+    output:
+        directory("results/{scene}/nerf/{variant}"),
+    log:
+        "logs/train/{scene}-{variant}.log",
+    benchmark:
+        "results/benchmarks/train/{scene}-{variant}.tsv"
+    conda:
+        "../../envs/maldnerf.yaml"
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=lambda wc: PIPELINE.resources("train", wc.scene, wc.variant)["mem_mb"],
+        runtime=lambda wc: PIPELINE.resources("train", wc.scene, wc.variant)["runtime"],
+    params:
+        settings=lambda wc: settings_json(PIPELINE.train_params(wc.scene, wc.variant)),
+        customization=get_customization_dir,
+        resume="results/{scene}/.resume/train-{variant}",
+    shell:
+        "python -m maldnerf --threads {threads} train"
+        " --transforms {input.poses:q}/transforms.json --masks {input.masks:q}"
+        " --targets {input.targets:q} --customization {params.customization:q}"
+        " --output {output:q} --resume-dir {params.resume:q}"
+        " --settings {params.settings:q} 2> {log:q}"
+
+
+rule render:
+    input:
+        poses="results/{scene}/poses",
+        nerf="results/{scene}/nerf/{variant}",
+    output:
+        directory("results/{scene}/render/{variant}"),
+    log:
+        "logs/render/{scene}-{variant}.log",
+    benchmark:
+        "results/benchmarks/render/{scene}-{variant}.tsv"
+    conda:
+        "../../envs/maldnerf.yaml"
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=lambda wc: PIPELINE.resources("render", wc.scene)["mem_mb"],
+        runtime=lambda wc: PIPELINE.resources("render", wc.scene)["runtime"],
+    params:
+        settings=lambda wc: settings_json(PIPELINE.render_params(wc.scene)),
+    shell:
+        "python -m maldnerf --threads {threads} render"
+        " --transforms {input.poses:q}/transforms.json --nerf {input.nerf:q}"
+        " --output {output:q} --settings {params.settings:q} 2> {log:q}"
