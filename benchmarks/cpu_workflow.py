@@ -38,8 +38,18 @@ def snakemake(workdir: Path, cores: int, *args: str) -> float:
     """Run snakemake in ``workdir``; return its wall time in seconds (raise on failure)."""
     env = dict(os.environ)
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
-    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
-               "--directory", str(workdir), "--cores", str(cores), *args]
+    command = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--cores",
+        str(cores),
+        *args,
+    ]
     start = time.perf_counter()
     result = subprocess.run(command, capture_output=True, text=True, env=env)
     seconds = time.perf_counter() - start
@@ -75,7 +85,12 @@ def many_scenes(config: dict, count: int) -> dict:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cores", type=int, default=2, help="cores given to snakemake")
-    parser.add_argument("--workdir", type=Path, default=None, help="working directory (default: a new temporary one)")
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=None,
+        help="working directory (default: a new temporary one)",
+    )
     parser.add_argument("--output", type=Path, default=None, help="write the figures as JSON here")
     args = parser.parse_args(argv)
 
@@ -89,7 +104,9 @@ def main(argv: list[str] | None = None) -> None:
     noop = snakemake(workdir, args.cores, "results/table.csv")
 
     changed = copy.deepcopy(config)
-    changed.setdefault("nerf", {})["iterations"] = changed.get("nerf", {}).get("iterations", 500) + 1
+    changed.setdefault("nerf", {})["iterations"] = (
+        changed.get("nerf", {}).get("iterations", 500) + 1
+    )
     (workdir / "config.yaml").write_text(yaml.safe_dump(changed, sort_keys=False))
     nerf_rerun = snakemake(workdir, args.cores, "results/table.csv")
 
@@ -115,7 +132,9 @@ def main(argv: list[str] | None = None) -> None:
     for stage, seconds in sorted(stages.items(), key=lambda item: -item[1]):
         print(f"  {stage:<12} (sum of its jobs)     {seconds:8.1f} s")
     print(f"no-op rerun:                          {noop:8.1f} s")
-    print(f"rerun after a NeRF setting change:    {nerf_rerun:8.1f} s  ({100 * nerf_rerun / full:.0f}% of the full run)")
+    print(
+        f"rerun after a NeRF setting change:    {nerf_rerun:8.1f} s  ({100 * nerf_rerun / full:.0f}% of the full run)"
+    )
     print(f"dry run, 10 scenes x {len(variants)} variants:       {dry:8.1f} s")
     if args.output:
         args.output.write_text(json.dumps(figures, indent=2) + "\n")

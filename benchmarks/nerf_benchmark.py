@@ -16,7 +16,6 @@ Examples::
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import time
@@ -25,9 +24,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from full_size import full_size_sections
 from maldnerf import atomic
 from maldnerf.nerf.data import TrainingViews
-from maldnerf.nerf.settings import GPU_FULL_SIZE, IduSettings, NerfSettings
+from maldnerf.nerf.settings import IduSettings, NerfSettings
 from maldnerf.nerf.trainer import Trainer, resolve_device
 from maldnerf.settings import from_dict
 
@@ -74,6 +74,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--sweep", action="store_true", help="fp32, +tf32, +bf16, +nerfacc CUDA, +compile in turn"
     )
+    p.add_argument(
+        "--sweep-nerfacc",
+        default="auto",
+        choices=["auto", "off"],
+        help="--sweep: nerfacc's CUDA kernels in the last two configurations (off: leave out "
+        "+nerfacc_cuda and compile without them, e.g. where the extension does not build)",
+    )
     p.add_argument("--output", type=Path, default=None, help="write the figures as JSON here")
     args = p.parse_args(argv)
     if args.iterations < 1 or args.warmup < 0:
@@ -109,7 +116,7 @@ def synthetic_views(count: int, width: int, height: int, seed: int = 0) -> Train
 
 
 def settings_for(args: argparse.Namespace, device: torch.device, **changes) -> NerfSettings:
-    base = {} if args.cpu_defaults else json.loads(json.dumps(GPU_FULL_SIZE["nerf"]))
+    base = {} if args.cpu_defaults else full_size_sections()["nerf"]
     base.update(
         device=device.type,
         nerfacc_cuda=changes.get("nerfacc_cuda", args.nerfacc_cuda),
@@ -180,6 +187,7 @@ def main(args: argparse.Namespace) -> int:
     device = resolve_device(args.device, "--device")
     views = synthetic_views(args.views, args.width, args.height)
     if args.sweep:
+        kernels = args.sweep_nerfacc
         steps = [
             ("fp32", dict(precision="fp32", tf32=False, nerfacc_cuda="off", compile=False)),
             ("+tf32", dict(precision="fp32", tf32=True, nerfacc_cuda="off", compile=False)),
@@ -188,19 +196,35 @@ def main(args: argparse.Namespace) -> int:
                 "+nerfacc_cuda",
                 dict(precision="bf16", tf32=True, nerfacc_cuda="auto", compile=False),
             ),
-            ("+compile", dict(precision="bf16", tf32=True, nerfacc_cuda="auto", compile=True)),
+            ("+compile", dict(precision="bf16", tf32=True, nerfacc_cuda=kernels, compile=True)),
         ]
+        if kernels == "off":
+            steps = [s for s in steps if s[0] != "+nerfacc_cuda"]
         if device.type == "cpu":
             steps = [steps[0], steps[-1]]
     else:
         steps = [("run", {})]
-    results = {}
+    report = {
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "views": args.views,
+        "width": args.width,
+        "height": args.height,
+        "iterations": args.iterations,
+        "warmup": args.warmup,
+        "results": {},
+    }
+    results = report["results"]
     for name, changes in steps:
         try:
             results[name] = measure(args, device, views, **changes)
         except Exception as exc:  # report and continue with the next configuration
             results[name] = {"error": f"{type(exc).__name__}: {exc}"}
         r = results[name]
+        if args.output:  # after every configuration: a run killed later keeps these
+            atomic.write_json(args.output, report)
         if "error" in r:
             print(f"{name:>15}: failed: {r['error']}", flush=True)
             continue
@@ -214,20 +238,8 @@ def main(args: argparse.Namespace) -> int:
     if first and len(results) > 1:
         for name, r in results.items():
             if "rays_per_second" in r:
-                print(
-                    f"{name:>15}: {r['rays_per_second'] / first['rays_per_second']:.2f}x the first"
-                )
-    report = {
-        "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "views": args.views,
-        "width": args.width,
-        "height": args.height,
-        "iterations": args.iterations,
-        "results": results,
-    }
+                r["ratio_to_first"] = r["rays_per_second"] / first["rays_per_second"]
+                print(f"{name:>15}: {r['ratio_to_first']:.2f}x the first")
     if args.output:
         atomic.write_json(args.output, report)
         print(f"wrote {args.output}")

@@ -104,3 +104,16 @@ def test_conda_environment_matches_pyproject():
     rules = "\n".join(p.read_text() for p in (REPO / "workflow" / "rules").glob("*.smk"))
     names = re.findall(r"^rule (\w+):", rules, flags=re.M)
     assert names and rules.count('"../../envs/maldnerf.yaml"') == len(names)
+
+
+def test_full_size_gpu_config_is_valid_on_top_of_the_default():
+    from maldnerf.config import deep_merge
+
+    override = yaml.safe_load((REPO / "configs" / "spinnerf_gpu.yaml").read_text())
+    config = deep_merge(shipped_config(), override)
+    config["scenes"] = override["scenes"]  # Snakemake replaces lists when merging config files
+    check_schema(config, SCHEMA)
+    pipeline = Pipeline(config)
+    nerf = pipeline.train_params("spinnerf_1", "full")["nerf"]
+    assert nerf["iterations"] == 25000 and nerf["field"]["num_levels"] == 16
+    assert pipeline.customize_params("spinnerf_1", "scene")["diffusion"]["model"].startswith("stabilityai/")

@@ -3,15 +3,24 @@
 Files are written to a temporary name in the same folder, flushed with ``fsync`` and renamed
 into place; folders are assembled under a temporary name and renamed as a whole. A failure at
 any point (disk full, kill) leaves the previous version, if any, untouched.
+
+Temporary names carry the host and process id of their writer (``.<name>.tmp-<host>-<pid>-…``,
+``.<name>.<host>-<pid>-….partial``); the next write of the same file or folder removes those
+left behind by a writer that was killed (same host, process gone), so repeated kills do not
+fill the disk. A write that fails with an ``OSError`` (disk full, quota, read-only) is re-raised
+naming the file being written.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import math
 import os
+import re
 import shutil
+import socket
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -33,6 +42,48 @@ def _fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
+def _owner() -> str:
+    """``<host>-<pid>``: who writes a temporary file (host name reduced to safe characters)."""
+    host = re.sub(r"[^A-Za-z0-9_]", "_", socket.gethostname()) or "host"
+    return f"{host}-{os.getpid()}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def _remove_stale(folder: Path, prefix: str, suffix: str) -> None:
+    """Remove ``prefix<host>-<pid>-*suffix`` entries of ``folder`` whose writer on this host is
+    gone (killed while writing)."""
+    host = _owner().rsplit("-", 1)[0]
+    pattern = re.compile(
+        re.escape(prefix) + re.escape(host) + r"-(\d+)-.*" + re.escape(suffix) + "$"
+    )
+    with contextlib.suppress(OSError):
+        for entry in folder.iterdir():
+            match = pattern.match(entry.name)
+            if match is None or _alive(int(match.group(1))):
+                continue
+            with contextlib.suppress(OSError):
+                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+
+
+def _naming(exc: OSError, path: Path) -> OSError:
+    """``exc`` with ``path`` as its file name, so the message says which write failed."""
+    if exc.errno is None:
+        return exc
+    try:
+        return type(exc)(exc.errno, exc.strerror or os.strerror(exc.errno), str(path))
+    except TypeError:  # a subclass with another signature
+        return exc
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], Any]) -> Path:
     """Call ``write(tmp_path)`` and move the result to ``path`` only if it succeeds.
 
@@ -41,7 +92,9 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], Any]) -> Path:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.tmp-", suffix=path.suffix, dir=path.parent)
+    prefix = f".{path.stem}.tmp-"
+    _remove_stale(path.parent, prefix, path.suffix)
+    fd, tmp = tempfile.mkstemp(prefix=f"{prefix}{_owner()}-", suffix=path.suffix, dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes it private; use the usual mode
@@ -51,6 +104,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], Any]) -> Path:
             os.fsync(handle.fileno())
         os.replace(tmp_path, path)
         _fsync_dir(path.parent)
+    except OSError as exc:
+        raise _naming(exc, path) from exc
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
@@ -60,6 +115,25 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], Any]) -> Path:
 def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     """Atomically write ``data`` to ``path``."""
     return atomic_write(path, lambda tmp: tmp.write_bytes(data))
+
+
+def write_torch(path: str | os.PathLike, obj: Any) -> Path:
+    """Atomically write ``obj`` with ``torch.save`` (read it back with ``weights_only=True``).
+
+    The object is serialised in memory first: ``torch.save`` reports a failed file write (disk
+    full) as an unspecific ``RuntimeError``, a plain file write as an ``OSError`` naming the
+    cause.
+    """
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return atomic_write(path, lambda tmp: _write_buffer(tmp, buffer))
+
+
+def _write_buffer(tmp: Path, buffer: io.BytesIO) -> None:
+    with open(tmp, "wb") as handle:
+        handle.write(buffer.getbuffer())
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:
@@ -92,7 +166,10 @@ def output_dir(path: str | os.PathLike) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
+    _remove_stale(path.parent, f".{path.name}.", ".partial")
+    tmp = Path(
+        tempfile.mkdtemp(prefix=f".{path.name}.{_owner()}-", suffix=".partial", dir=path.parent)
+    )
     os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private; use the usual mode
     try:
         yield tmp

@@ -136,7 +136,8 @@ def load_transforms(path: str | Path) -> Cameras:
             matrix = np.asarray(item["transform_matrix"], dtype=np.float64)
             if matrix.shape != (4, 4) or not np.all(np.isfinite(matrix)):
                 raise UserError(
-                    f"{path}: frame {item.get('name')} has a non-finite or non-4x4 transform_matrix"
+                    f"{path}: frame {item.get('name')} has a non-finite or non-4x4 "
+                    "transform_matrix; rerun the poses stage (or fix the scene's known poses)"
                 )
             frames.append(
                 Frame(

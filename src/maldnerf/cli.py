@@ -3,12 +3,14 @@
 Every subcommand takes explicit input and output paths and the stage's settings as JSON
 (``--settings '{"key": value}'`` or ``--settings @file.json``/``@file.yaml``); settings not given
 take their documented defaults. The Snakemake rules call exactly these commands. Mistakes in
-the input are reported as one ``error:`` line and exit status 2.
+the input are reported as one ``error:`` line and exit status 2; running out of GPU memory or
+disk space as one line and exit status 3; an interruption (Ctrl-C) exits with 130.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
 import os
@@ -186,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         args.run(args)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return exc.exit_status
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
@@ -196,15 +198,51 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 3
-    except RuntimeError as exc:
-        if type(exc).__name__ != "OutOfMemoryError":
+    except Exception as exc:
+        if type(exc).__name__ == "OutOfMemoryError":
+            print(
+                f"error: GPU out of memory in stage {args.command}; {OUT_OF_MEMORY_HINTS.get(args.command, 'lower the batch size or resolution')}",
+                file=sys.stderr,
+            )
+            return 3
+        failure = write_failure(exc)
+        if failure is None:
             raise
-        print(
-            f"error: GPU out of memory in stage {args.command}; {OUT_OF_MEMORY_HINTS.get(args.command, 'lower the batch size or resolution')}",
-            file=sys.stderr,
-        )
+        print(f"error: {failure}; {WRITE_FAILURE_HINT}", file=sys.stderr)
         return 3
     return 0
+
+
+# errno values of a write that failed for lack of room or rights, not because of a bug.
+WRITE_ERRNOS = {
+    errno.ENOSPC: "no space left on the device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EFBIG: "file too large for the file system or the process's file size limit",
+    errno.EROFS: "read-only file system",
+}
+WRITE_FAILURE_HINT = (
+    "free space (or point results/ at a larger disk) and rerun the same command: customize "
+    "and train resume from their last checkpoint, which a failed write leaves intact"
+)
+
+
+def write_failure(exc: BaseException) -> str | None:
+    """A one-line description of a failed write (disk full, quota, read-only) behind ``exc``,
+    or ``None`` when ``exc`` is not one. Libraries that write in native code (safetensors)
+    report these only in their message (``os error 28``)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in WRITE_ERRNOS:
+            where = f"writing {current.filename}: " if current.filename else ""
+            return f"{where}{WRITE_ERRNOS[current.errno]}"
+        text = str(current)
+        for number, reason in WRITE_ERRNOS.items():
+            if f"os error {number})" in text or os.strerror(number) in text:
+                return reason
+        current = current.__cause__ or current.__context__
+    return None
 
 
 if __name__ == "__main__":

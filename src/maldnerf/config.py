@@ -128,6 +128,17 @@ class WorkflowConfig:
             )
 
 
+def in_config_yaml(message: str) -> str:
+    """``message`` as ``config.yaml: <setting>: ...``, the form every config error takes."""
+    if message.startswith("config.yaml: "):
+        return message
+    for head in ("config: ", "config."):
+        if message.startswith(head):
+            message = message[len(head) :]
+            break
+    return f"config.yaml: {message}"
+
+
 def deep_merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
     """A copy of ``base`` with ``changes`` merged in (nested dicts merged key by key)."""
     merged = copy.deepcopy(base)
@@ -154,6 +165,12 @@ class Pipeline:
     }
 
     def __init__(self, config: dict[str, Any]) -> None:
+        try:
+            self._load(config)
+        except UserError as exc:
+            raise UserError(in_config_yaml(str(exc))) from None
+
+    def _load(self, config: dict[str, Any]) -> None:
         self.raw = copy.deepcopy(config)
         self.config = from_dict(WorkflowConfig, self.raw, "config")
         self.scenes = {s.name: s for s in self.config.scenes}

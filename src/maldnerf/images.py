@@ -23,6 +23,8 @@ from .errors import UserError
 
 log = logging.getLogger(__name__)
 
+EXIF_ORIENTATION = 0x0112
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
 
 
@@ -44,7 +46,18 @@ def _open(path: Path) -> Image.Image:
         image.load()
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise UserError(f"{path}: cannot read image ({exc}); replace or remove the file") from None
-    return ImageOps.exif_transpose(image)
+    orientation = image.getexif().get(EXIF_ORIENTATION, 1)
+    if orientation in range(2, 9):
+        image = ImageOps.exif_transpose(image)
+        log.warning(
+            "%s: EXIF orientation %d applied (%dx%d as displayed); its mask must be drawn on "
+            "the image as displayed",
+            path,
+            orientation,
+            image.width,
+            image.height,
+        )
+    return image
 
 
 def _to_float(image: Image.Image, path: Path) -> np.ndarray:
@@ -165,3 +178,18 @@ def resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     width, height = size
     area = cv2.resize(mask.astype(np.float32), (width, height), interpolation=cv2.INTER_AREA)
     return area >= 0.5
+
+
+def tile(cells: list[np.ndarray], columns: int, gap: int = 2) -> np.ndarray:
+    """Lay equally sized float images ``(h, w, 3)`` row by row on a white sheet.
+
+    ``columns`` cells per row (fewer if there are fewer cells), ``gap`` white pixels after each.
+    """
+    columns = max(1, min(columns, len(cells)))
+    rows = -(-len(cells) // columns)
+    h, w = cells[0].shape[:2]
+    sheet = np.ones((rows * (h + gap), columns * (w + gap), 3), np.float32)
+    for index, cell in enumerate(cells):
+        r, c = divmod(index, columns)
+        sheet[r * (h + gap) : r * (h + gap) + h, c * (w + gap) : c * (w + gap) + w] = cell
+    return sheet

@@ -152,7 +152,7 @@ def contact_sheet(
     """Grid of thumbnails, each image with its mask tinted red and outlined (float RGB)."""
     import cv2
 
-    from .images import resize_image
+    from .images import resize_image, tile
 
     thumbs = []
     for image, mask in zip(images, masks):
@@ -165,14 +165,7 @@ def contact_sheet(
         cv2.drawContours(overlay, contours, -1, (1.0, 1.0, 0.0), 1)
         height = max(1, round(image.shape[0] * thumb_width / image.shape[1]))
         thumbs.append(resize_image(overlay, (thumb_width, height)))
-    columns = min(columns, len(thumbs))
-    rows = -(-len(thumbs) // columns)
-    h, w = thumbs[0].shape[:2]
-    sheet = np.ones((rows * (h + 2), columns * (w + 2), 3), np.float32)
-    for index, thumb in enumerate(thumbs):
-        r, c = divmod(index, columns)
-        sheet[r * (h + 2) : r * (h + 2) + h, c * (w + 2) : c * (w + 2) + w] = thumb
-    return sheet
+    return tile(thumbs, columns)
 
 
 def run(settings: MaskSettings, transforms: Path, scene_dir: Path, output: Path) -> None:

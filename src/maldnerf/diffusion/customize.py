@@ -695,7 +695,7 @@ class Trainer:
             "final_loss": float(np.mean(losses[-max(1, len(losses) // 20) :])),
             "loss_curve": loss_summary(losses),
             "vae_final_loss": (
-                float(np.mean(self.losses[self.vae_steps - 10 : self.vae_steps]))
+                float(np.mean(self.losses[max(0, self.vae_steps - 10) : self.vae_steps]))
                 if self.vae_steps
                 else None
             ),
@@ -787,10 +787,8 @@ def load_checkpoint(path: Path, expected: str) -> dict[str, Any] | None:
 
 def save_checkpoint(path: Path, trainer: Trainer, step: int, key: str) -> None:
     """Atomically write the training state after ``step`` steps."""
-    import torch
-
     state = {"fingerprint": key, "step": step, **trainer.state_dict()}
-    atomic.atomic_write(path, lambda tmp: torch.save(state, tmp))
+    atomic.write_torch(path, state)
 
 
 def train(trainer: Trainer, resume_dir: Path, key: str, progress: bool = True) -> tuple[float, int]:
@@ -816,35 +814,39 @@ def train(trainer: Trainer, resume_dir: Path, key: str, progress: bool = True) -
         unit="step",
         disable=not progress,
     )
-    smoothed = None
-    for step in range(start, trainer.total_steps):
-        try:
-            with out_of_memory_hint(f"training customisation step {step}", OOM_HINT):
-                loss = trainer.step(step)
-        except UserError as error:
-            if (
-                "GPU out of memory" not in str(error)
-                or step != start
-                or trainer.diffusion.gradient_checkpointing
-                or not torch.cuda.is_available()
-            ):
-                raise
-            log.warning("customize: out of GPU memory; retrying with gradient checkpointing")
-            trainer.diffusion.gradient_checkpointing = True
-            trainer.unet.enable_gradient_checkpointing()
-            with out_of_memory_hint(f"training customisation step {step}", OOM_HINT):
-                loss = trainer.step(step)
-        smoothed = (
-            loss if smoothed is None or step == trainer.vae_steps else 0.9 * smoothed + 0.1 * loss
-        )
-        phase = "vae" if step < trainer.vae_steps else "unet"
-        bar.set_postfix(phase=phase, loss=f"{smoothed:.4f}", refresh=False)
-        bar.update(1)
-        done = step + 1
-        if done % every == 0 or done == trainer.total_steps:
-            trainer.seconds = elapsed_before + time.perf_counter() - began
-            save_checkpoint(checkpoint, trainer, done, key)
-    bar.close()
+    try:  # a failed step closes the progress bar before the error is printed
+        smoothed = None
+        for step in range(start, trainer.total_steps):
+            try:
+                with out_of_memory_hint(f"training customisation step {step}", OOM_HINT):
+                    loss = trainer.step(step)
+            except UserError as error:
+                if (
+                    "GPU out of memory" not in str(error)
+                    or step != start
+                    or trainer.diffusion.gradient_checkpointing
+                    or not torch.cuda.is_available()
+                ):
+                    raise
+                log.warning("customize: out of GPU memory; retrying with gradient checkpointing")
+                trainer.diffusion.gradient_checkpointing = True
+                trainer.unet.enable_gradient_checkpointing()
+                with out_of_memory_hint(f"training customisation step {step}", OOM_HINT):
+                    loss = trainer.step(step)
+            smoothed = (
+                loss
+                if smoothed is None or step == trainer.vae_steps
+                else 0.9 * smoothed + 0.1 * loss
+            )
+            phase = "vae" if step < trainer.vae_steps else "unet"
+            bar.set_postfix(phase=phase, loss=f"{smoothed:.4f}", refresh=False)
+            bar.update(1)
+            done = step + 1
+            if done % every == 0 or done == trainer.total_steps:
+                trainer.seconds = elapsed_before + time.perf_counter() - began
+                save_checkpoint(checkpoint, trainer, done, key)
+    finally:
+        bar.close()
     return trainer.seconds, trainer.total_steps - start
 
 

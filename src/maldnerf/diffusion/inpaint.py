@@ -167,14 +167,16 @@ class Inpainter:
         results: list[np.ndarray] = []
         size = self.settings.batch_size
         batches = range(0, len(images), size)
-        for start in tqdm(batches, desc="inpaint", unit="batch", disable=not self.show_progress):
-            stop = start + size
-            with out_of_memory_hint(
-                f"inpainting {len(images[start:stop])} views at {self.resolution} px", OOM_HINT
-            ):
-                results += self._batch(
-                    images[start:stop], masks[start:stop], strength, seeds[start:stop]
-                )
+        # As a context: a failed batch closes the bar before the error is printed.
+        with tqdm(batches, desc="inpaint", unit="batch", disable=not self.show_progress) as bar:
+            for start in bar:
+                stop = start + size
+                with out_of_memory_hint(
+                    f"inpainting {len(images[start:stop])} views at {self.resolution} px", OOM_HINT
+                ):
+                    results += self._batch(
+                        images[start:stop], masks[start:stop], strength, seeds[start:stop]
+                    )
         return results
 
     def _batch(
@@ -312,7 +314,7 @@ def triptych_sheet(
     columns: int = 2,
 ) -> np.ndarray:
     """Grid of (original | mask in red | inpainted) thumbnails, float RGB."""
-    from ..images import resize_image
+    from ..images import resize_image, tile
 
     cells = []
     for original, mask, result in zip(originals, masks, results):
@@ -325,14 +327,7 @@ def triptych_sheet(
         ]
         gap = np.ones((height, 2, 3), np.float32)
         cells.append(np.concatenate([row[0], gap, row[1], gap, row[2]], axis=1))
-    columns = max(1, min(columns, len(cells)))
-    rows = -(-len(cells) // columns)
-    h, w = cells[0].shape[:2]
-    sheet = np.ones((rows * (h + 6), columns * (w + 10), 3), np.float32)
-    for index, cell in enumerate(cells):
-        r, c = divmod(index, columns)
-        sheet[r * (h + 6) : r * (h + 6) + h, c * (w + 10) : c * (w + 10) + w] = cell
-    return sheet
+    return tile(cells, columns, gap=8)
 
 
 def run(

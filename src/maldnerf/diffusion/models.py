@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from ..errors import UserError
+from ..errors import OutOfMemory, UserError
 from ..settings import require
 
 if TYPE_CHECKING:
@@ -240,7 +240,7 @@ def out_of_memory_hint(what: str, hint: str) -> Iterator[None]:
     except torch.OutOfMemoryError:
         with contextlib.suppress(Exception):
             torch.cuda.empty_cache()
-        raise UserError(f"GPU out of memory while {what}; {hint}") from None
+        raise OutOfMemory(f"GPU out of memory while {what}; {hint}") from None
 
 
 # ---------------------------------------------------------------------------- tiny model
@@ -371,6 +371,12 @@ def load_base_pipeline(settings: DiffusionSettings) -> StableDiffusionInpaintPip
 def check_inpainting_folder(folder: Path, where: str) -> None:
     """Raise a :class:`UserError` unless ``folder`` holds a diffusers inpainting model."""
     if not (folder / "model_index.json").is_file():
+        if (folder / MANIFEST).is_file():
+            raise UserError(
+                f"{where}: {folder} is a scene customisation (output of the customize stage), "
+                "not a base model; set diffusion.model to the model it was trained on and pass "
+                "the folder as the customisation"
+            )
         raise UserError(
             f"{where}: {folder} is not a diffusers model folder (no model_index.json); save one "
             "with pipeline.save_pretrained(...), or use a Hugging Face id or 'tiny'"
@@ -378,7 +384,14 @@ def check_inpainting_folder(folder: Path, where: str) -> None:
     unet_config = folder / "unet" / "config.json"
     if not unet_config.is_file():
         raise UserError(f"{where}: {folder} has no unet/config.json; it is not a diffusion model")
-    channels = json.loads(unet_config.read_text()).get("in_channels")
+    try:
+        config = json.loads(unet_config.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(
+            f"{unet_config}: unreadable ({_one_line(exc)}); the model folder is damaged, save "
+            "or download it again"
+        ) from None
+    channels = config.get("in_channels") if isinstance(config, dict) else None
     _check_channels(channels, str(folder), where)
 
 
@@ -411,7 +424,10 @@ def load_folder(folder: Path, where: str) -> StableDiffusionInpaintPipeline:
 
 def _load_hub(model_id: str) -> StableDiffusionInpaintPipeline:
     from diffusers import DDIMScheduler, StableDiffusionInpaintPipeline
+    from diffusers.utils import logging as diffusers_logging
 
+    verbosity = diffusers_logging.get_verbosity()
+    diffusers_logging.set_verbosity_error()  # "Couldn't connect to the Hub": said below if fatal
     try:
         pipeline = StableDiffusionInpaintPipeline.from_pretrained(
             model_id, safety_checker=None, requires_safety_checker=False
@@ -424,6 +440,8 @@ def _load_hub(model_id: str) -> StableDiffusionInpaintPipeline:
             f"downloadable ({_one_line(exc)}); download it where the hub is reachable, give a "
             "local diffusers folder, or use 'tiny'"
         ) from None
+    finally:
+        diffusers_logging.set_verbosity(verbosity)
     _check_channels(pipeline.unet.config.in_channels, model_id, "diffusion.model")
     pipeline.scheduler = DDIMScheduler.from_config(pipeline.scheduler.config)
     pipeline.set_progress_bar_config(disable=True)
@@ -452,9 +470,20 @@ def place(
 def read_customization(folder: Path) -> dict[str, Any]:
     """The manifest of a customisation folder, checked for the files it names."""
     manifest = folder / MANIFEST
+    if not folder.is_dir():
+        raise UserError(
+            f"{folder}: customisation folder not found; run the customize stage first, or pass "
+            "'none' for the base model"
+        )
     if not manifest.is_file():
-        raise UserError(f"{manifest}: not found; run the customize stage first")
-    info = json.loads(manifest.read_text())
+        raise UserError(
+            f"{folder}: not a customisation folder (no {MANIFEST}); pass the customize stage's "
+            "output folder, or 'none' for the base model"
+        )
+    try:
+        info = json.loads(manifest.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(f"{manifest}: unreadable ({_one_line(exc)}); rerun customize") from None
     for name in (LORA_FILE, TOKENS_FILE):
         if not (folder / name).is_file():
             raise UserError(f"{folder / name}: missing; rerun the customize stage")

@@ -180,7 +180,7 @@ def _pooled(
             assert r.data is not None
             path = r.path.parent / r.data["features"]
             try:
-                with np.load(path) as stored:
+                with np.load(path, allow_pickle=False) as stored:
                     renders.append(stored["render"])
                     truths.append(stored["ground_truth"])
             except (OSError, KeyError, ValueError) as exc:

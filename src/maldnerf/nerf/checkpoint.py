@@ -51,7 +51,7 @@ def fingerprint(nerf: NerfSettings, idu: IduSettings, files: list[Path]) -> str:
 def save(resume_dir: Path, state: dict[str, Any]) -> Path:
     """Write ``state`` atomically as the checkpoint."""
     state = {"format": FORMAT, **state}
-    return atomic.atomic_write(resume_dir / CHECKPOINT, lambda tmp: torch.save(state, tmp))
+    return atomic.write_torch(resume_dir / CHECKPOINT, state)
 
 
 def load(resume_dir: Path, expected_fingerprint: str) -> dict[str, Any] | None:

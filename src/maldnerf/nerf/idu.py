@@ -114,7 +114,7 @@ def update_targets(
 
 def snapshot(targets: np.ndarray, width: int, columns: int = 6) -> np.ndarray:
     """Contact sheet of uint8 targets ``(V, H, W, 3)`` as a float image (thumbnails ``width`` wide)."""
-    from ..images import resize_image
+    from ..images import resize_image, tile
 
     thumbs = [
         resize_image(
@@ -122,11 +122,4 @@ def snapshot(targets: np.ndarray, width: int, columns: int = 6) -> np.ndarray:
         )
         for t in targets
     ]
-    columns = min(columns, len(thumbs))
-    rows = -(-len(thumbs) // columns)
-    h, w = thumbs[0].shape[:2]
-    sheet = np.ones((rows * (h + 2), columns * (w + 2), 3), np.float32)
-    for index, thumb in enumerate(thumbs):
-        r, c = divmod(index, columns)
-        sheet[r * (h + 2) : r * (h + 2) + h, c * (w + 2) : c * (w + 2) + w] = thumb
-    return sheet
+    return tile(thumbs, columns)

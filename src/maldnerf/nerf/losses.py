@@ -104,12 +104,19 @@ def check_lpips_available() -> None:
 
 
 def load_lpips(device: torch.device) -> nn.Module:
-    """LPIPS (AlexNet) with pretrained weights, frozen; never a randomly initialised backbone."""
+    """LPIPS (AlexNet) with pretrained weights, frozen; never a randomly initialised backbone.
+
+    Both weight files are read with ``torch.load(weights_only=True)`` (torchvision's own
+    loader unpickles them); a truncated or foreign file is a one-line :class:`UserError`.
+    """
     check_lpips_available()
     import lpips
 
-    module = lpips.LPIPS(net="alex", pretrained=True, pnet_rand=False, verbose=False)
-    return module.eval().requires_grad_(False).to(device)
+    from ..evaluate.backbones import lpips_module
+
+    linear = Path(lpips.__file__).parent / "weights" / "v0.1" / "alex.pth"
+    module, _ = lpips_module(alexnet_weights_path(), linear)
+    return module.to(device)
 
 
 class LpipsLoss(nn.Module):

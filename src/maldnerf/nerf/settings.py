@@ -2,14 +2,14 @@
 
 Defaults are the embedded CPU default: the 24-view 160x120 synthetic scene trains and renders
 in about a minute on two cores. Full-size captures (SPIn-NeRF: 60 views around 1008x567) on a
-GPU use the values given as "GPU" in each docstring; :data:`GPU_FULL_SIZE` collects them.
+GPU use the values given as "GPU" in each docstring; ``configs/spinnerf_gpu.yaml`` collects them.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 from ..settings import require
 
@@ -309,28 +309,3 @@ class RenderSettings:
         require(self.gif_frames >= 2, "gif_frames must be >= 2")
         require(0.05 <= self.gif_scale <= 1.0, "gif_scale must be in [0.05, 1]")
         require(1 <= self.gif_fps <= 60, "gif_fps must be in [1, 60]")
-
-
-GPU_FULL_SIZE: dict[str, Any] = {
-    "nerf": {
-        "iterations": 25000,
-        "batch_rays": 65536,
-        "patch_size": 64,
-        "patches_per_step": 8,
-        "chunk_rays": 65536,
-        "checkpoint_every": 1000,
-        "log_every": 100,
-        "field": {"num_levels": 16, "log2_table_size": 19, "max_resolution": 4096},
-        "proposal": {
-            "samples": [128, 64],
-            "max_resolutions": [128, 256],
-            "num_samples": 48,
-            "log2_table_size": 17,
-        },
-        "adversarial": {"warmup": 2000},
-        "optimizer": {"warmup": 500},
-    },
-    "idu": {"every": 2500},
-    "render": {"chunk_rays": 65536, "gif": True},
-}
-"""Recommended overrides for SPIn-NeRF-size captures on one large GPU (documentation)."""

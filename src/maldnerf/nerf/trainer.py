@@ -330,9 +330,11 @@ class Trainer:
 
         nerf = self.nerf
         bar = tqdm(total=nerf.iterations, initial=self.step, desc="train", unit="it", disable=None)
-        with deterministic(self.device.type == "cpu"):
-            self._loop(resume_dir, bar)
-        bar.close()
+        try:  # a failed step closes the progress bar before the error is printed
+            with deterministic(self.device.type == "cpu"):
+                self._loop(resume_dir, bar)
+        finally:
+            bar.close()
 
     def _loop(self, resume_dir: Path, bar) -> None:
         nerf = self.nerf
