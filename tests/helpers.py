@@ -30,3 +30,70 @@ def write_plain_scene(
             root / "test" / f"t{i:02d}.png"
         )
     return root
+
+
+def tiny_nerf_dict(**overrides) -> dict:
+    """NeRF settings (as config data) small enough to train in seconds on the CPU.
+
+    ``overrides`` are merged in, nested dicts key by key.
+    """
+    from maldnerf.config import deep_merge
+
+    base = {
+        "iterations": 12,
+        "batch_rays": 64,
+        "patch_size": 8,
+        "device": "cpu",
+        "checkpoint_every": 3,
+        "log_every": 4,
+        "field": {
+            "num_levels": 4,
+            "log2_table_size": 10,
+            "max_resolution": 64,
+            "hidden_dim": 16,
+            "color_hidden_dim": 16,
+            "color_layers": 1,
+            "geo_feat_dim": 7,
+        },
+        "proposal": {
+            "samples": [16],
+            "max_resolutions": [32],
+            "num_samples": 8,
+            "num_levels": 3,
+            "log2_table_size": 10,
+        },
+        "adversarial": {"warmup": 2, "channels": 8, "max_channels": 16},
+    }
+    return deep_merge(base, overrides)
+
+
+def prepared_synthetic(
+    root: Path, width: int, height: int, n_train: int, n_test: int, known_poses_stage: bool
+) -> dict[str, Path]:
+    """A small synthetic scene through prepare and masks (and the poses stage with its known
+    poses when ``known_poses_stage``), in the stages' own formats; the true backgrounds serve
+    as oracle inpainting targets."""
+    from maldnerf.masks import MaskSettings
+    from maldnerf.masks import run as run_masks
+    from maldnerf.poses import PosesSettings
+    from maldnerf.poses import run as run_poses
+    from maldnerf.prepare.stage import PrepareSettings
+    from maldnerf.prepare.stage import run as run_prepare
+    from maldnerf.prepare.synthetic import SyntheticSettings
+
+    synthetic = SyntheticSettings(
+        width=width, height=height, n_train=n_train, n_test=n_test, supersampling=1
+    )
+    run_prepare(PrepareSettings(synthetic=synthetic), root.name, root / "scene")
+    transforms = root / "scene" / "known_poses.json"
+    if known_poses_stage:
+        run_poses(PosesSettings(method="known"), root / "scene", root / "poses")
+        transforms = root / "poses" / "transforms.json"
+    run_masks(MaskSettings(dilation=2), transforms, root / "scene", root / "masks")
+    return {
+        "root": root,
+        "scene": root / "scene",
+        "transforms": transforms,
+        "masks": root / "masks",
+        "targets": root / "scene" / "background",
+    }

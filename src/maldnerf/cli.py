@@ -19,12 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .errors import UserError
-
-SETTINGS_HELP = (
-    "stage settings as JSON, or @path to a JSON/YAML file; unknown keys are an error "
-    "(default: every setting at its default)"
-)
-
+from .settings import SETTINGS_HELP
 
 OUT_OF_MEMORY_HINTS = {
     "customize": "lower customize.batch_size or diffusion.resolution, or set diffusion.gradient_checkpointing: true",
@@ -34,10 +29,42 @@ OUT_OF_MEMORY_HINTS = {
     "evaluate": "run evaluate on the CPU (evaluate.device: cpu)",
 }
 
+INPUTS = {
+    "scene": "prepared-scene folder of the prepare stage",
+    "transforms": "transforms.json of the poses stage",
+    "masks": "masks folder of the masks stage",
+    "targets": "inpaint folder of the inpaint stage: the initial inpainting targets",
+    "nerf": "NeRF folder of the train stage",
+}
+CUSTOMIZATION_HELP = "customisation folder of the customize stage, or 'none' for the base model"
+RESUME_HELP = "folder for resumable checkpoints, outside --output (kept when the stage fails)"
 
-def _add_settings(parser: argparse.ArgumentParser, shape: str | None = None) -> None:
-    help_text = SETTINGS_HELP if shape is None else f"{SETTINGS_HELP}; shape: {shape}"
-    parser.add_argument("--settings", default=None, metavar="JSON", help=help_text)
+
+def _stage_parser(
+    commands: argparse._SubParsersAction,
+    name: str,
+    help_text: str,
+    inputs: tuple[str, ...],
+    output_help: str,
+    settings_shape: str | None = None,
+    customization: bool = False,
+    resume: bool = False,
+) -> argparse.ArgumentParser:
+    """A subcommand with required ``--<input>`` paths, ``--output`` and ``--settings``."""
+    parser = commands.add_parser(name, help=help_text)
+    for item in inputs:
+        parser.add_argument(f"--{item}", required=True, type=Path, help=INPUTS[item])
+    if customization:
+        parser.add_argument("--customization", required=True, help=CUSTOMIZATION_HELP)
+    parser.add_argument("--output", required=True, type=Path, help=output_help)
+    if resume:
+        parser.add_argument("--resume-dir", required=True, type=Path, help=RESUME_HELP)
+    help_settings = (
+        SETTINGS_HELP if settings_shape is None else f"{SETTINGS_HELP}; shape: {settings_shape}"
+    )
+    parser.add_argument("--settings", default=None, metavar="JSON", help=help_settings)
+    parser.set_defaults(run=_stage("commands", name))
+    return parser
 
 
 def _stage(module: str, function: str = "main") -> Callable[[argparse.Namespace], None]:
@@ -64,91 +91,65 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="STAGE")
 
-    p = commands.add_parser(
-        "prepare", help="generate or import a scene into the prepared-scene folder"
+    p = _stage_parser(
+        commands,
+        "prepare",
+        "generate or import a scene into the prepared-scene folder",
+        (),
+        "prepared-scene folder to write",
     )
     p.add_argument("--name", required=True, help="scene name written to the manifest")
-    p.add_argument("--output", required=True, type=Path, help="prepared-scene folder to write")
-    _add_settings(p)
-    p.set_defaults(run=_stage("commands", "prepare"))
-
-    p = commands.add_parser("poses", help="camera poses with COLMAP (or from known poses)")
-    p.add_argument("--scene", required=True, type=Path, help="prepared-scene folder")
-    p.add_argument(
-        "--output", required=True, type=Path, help="poses folder to write (transforms.json inside)"
+    _stage_parser(
+        commands,
+        "poses",
+        "camera poses with COLMAP (or from known poses)",
+        ("scene",),
+        "poses folder to write (transforms.json inside)",
+        '{"method": ..., "colmap": {...}}',
     )
-    _add_settings(p)
-    p.set_defaults(run=_stage("commands", "poses"))
-
-    p = commands.add_parser("masks", help="validate, binarise and dilate the object masks")
-    p.add_argument("--scene", required=True, type=Path, help="prepared-scene folder")
-    p.add_argument(
-        "--transforms", required=True, type=Path, help="transforms.json of the poses stage"
+    _stage_parser(
+        commands,
+        "masks",
+        "validate, binarise and dilate the object masks",
+        ("scene", "transforms"),
+        "masks folder to write",
     )
-    p.add_argument("--output", required=True, type=Path, help="masks folder to write")
-    _add_settings(p)
-    p.set_defaults(run=_stage("commands", "masks"))
-
-    p = commands.add_parser("customize", help="scene-customise the diffusion model (LoRA + tokens)")
-    p.add_argument(
-        "--transforms", required=True, type=Path, help="transforms.json of the poses stage"
+    _stage_parser(
+        commands,
+        "customize",
+        "scene-customise the diffusion model (LoRA + tokens)",
+        ("transforms", "masks"),
+        "customisation folder to write",
+        '{"diffusion": {...}, "customize": {...}}',
+        resume=True,
     )
-    p.add_argument("--masks", required=True, type=Path, help="masks folder of the masks stage")
-    p.add_argument("--output", required=True, type=Path, help="customisation folder to write")
-    p.add_argument(
-        "--resume-dir",
-        required=True,
-        type=Path,
-        help="folder for resumable checkpoints, outside --output (kept when the stage fails)",
+    _stage_parser(
+        commands,
+        "inpaint",
+        "inpaint every training view inside its mask",
+        ("transforms", "masks"),
+        "inpaint folder to write",
+        '{"diffusion": {...}, "inpaint": {...}}',
+        customization=True,
     )
-    _add_settings(p, '{"diffusion": {...}, "customize": {...}}')
-    p.set_defaults(run=_stage("commands", "customize"))
-
-    p = commands.add_parser("inpaint", help="inpaint every training view inside its mask")
-    p.add_argument(
-        "--transforms", required=True, type=Path, help="transforms.json of the poses stage"
+    _stage_parser(
+        commands,
+        "train",
+        "train the NeRF of a scene and variant (MALD-NeRF)",
+        ("transforms", "masks", "targets"),
+        "NeRF folder to write",
+        '{"nerf": {...}, "idu": {...}, "diffusion": {...}, "inpaint": {...}} '
+        "(diffusion and inpaint: the model that re-inpaints the targets)",
+        customization=True,
+        resume=True,
     )
-    p.add_argument("--masks", required=True, type=Path, help="masks folder of the masks stage")
-    p.add_argument(
-        "--customization",
-        required=True,
-        help="customisation folder of the customize stage, or 'none' for the base model",
+    _stage_parser(
+        commands,
+        "render",
+        "render the test (and training) views of a trained NeRF",
+        ("transforms", "nerf"),
+        "render folder to write",
     )
-    p.add_argument("--output", required=True, type=Path, help="inpaint folder to write")
-    _add_settings(p, '{"diffusion": {...}, "inpaint": {...}}')
-    p.set_defaults(run=_stage("commands", "inpaint"))
-
-    p = commands.add_parser("train", help="train the NeRF of a scene and variant (MALD-NeRF)")
-    p.add_argument(
-        "--transforms", required=True, type=Path, help="transforms.json of the poses stage"
-    )
-    p.add_argument("--masks", required=True, type=Path, help="masks folder of the masks stage")
-    p.add_argument(
-        "--targets", required=True, type=Path, help="inpaint folder: the initial inpainting targets"
-    )
-    p.add_argument(
-        "--customization",
-        required=True,
-        help="customisation folder used to re-inpaint the targets (IDU), or 'none' for the base model",
-    )
-    p.add_argument("--output", required=True, type=Path, help="NeRF folder to write")
-    p.add_argument(
-        "--resume-dir",
-        required=True,
-        type=Path,
-        help="folder for resumable checkpoints, outside --output (kept when the stage fails)",
-    )
-    _add_settings(p, '{"nerf": {...}, "idu": {...}, "diffusion": {...}, "inpaint": {...}}')
-    p.set_defaults(run=_stage("commands", "train"))
-
-    p = commands.add_parser("render", help="render the test (and training) views of a trained NeRF")
-    p.add_argument(
-        "--transforms", required=True, type=Path, help="transforms.json of the poses stage"
-    )
-    p.add_argument("--nerf", required=True, type=Path, help="NeRF folder of the train stage")
-    p.add_argument("--output", required=True, type=Path, help="render folder to write")
-    _add_settings(p)
-    p.set_defaults(run=_stage("commands", "render"))
 
     from .evaluate.commands import add_evaluate_arguments, add_table_arguments
 

@@ -19,6 +19,11 @@ from .errors import UserError
 
 T = TypeVar("T")
 
+SETTINGS_HELP = (
+    "stage settings as JSON, or @path to a JSON/YAML file; unknown keys are an error "
+    "(default: every setting at its default)"
+)
+
 
 def from_dict(cls: type[T], data: dict[str, Any] | None, where: str = "settings") -> T:
     """Build dataclass ``cls`` from ``data``; missing keys take their defaults.

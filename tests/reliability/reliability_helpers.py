@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from helpers import REPO
+from helpers import REPO, tiny_nerf_dict
 
 SRC = REPO / "src"
 
@@ -145,32 +145,9 @@ def assert_same_weights(a: Path, b: Path) -> int:
 
 def tiny_nerf_settings(iterations: int = 40, **nerf: Any) -> dict[str, Any]:
     """``--settings`` of ``maldnerf train``: a very small NeRF on the CPU, no dataset update."""
-    settings = {
-        "iterations": iterations,
-        "batch_rays": 64,
-        "patch_size": 8,
-        "device": "cpu",
-        "checkpoint_every": 5,
-        "log_every": 5,
-        "field": {
-            "num_levels": 4,
-            "log2_table_size": 10,
-            "max_resolution": 64,
-            "hidden_dim": 16,
-            "color_hidden_dim": 16,
-            "color_layers": 1,
-            "geo_feat_dim": 7,
-        },
-        "proposal": {
-            "samples": [16],
-            "max_resolutions": [32],
-            "num_samples": 8,
-            "num_levels": 3,
-            "log2_table_size": 10,
-        },
-        "adversarial": {"warmup": 2, "channels": 8, "max_channels": 16},
-    }
-    settings.update(nerf)
+    settings = tiny_nerf_dict(
+        **{"iterations": iterations, "checkpoint_every": 5, "log_every": 5, **nerf}
+    )
     return {"nerf": settings, "idu": {"enabled": False}}
 
 

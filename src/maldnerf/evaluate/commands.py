@@ -9,12 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..settings import load_settings
-
-SETTINGS_HELP = (
-    "stage settings as JSON, or @path to a JSON/YAML file; unknown keys are an error "
-    "(default: every setting at its default)"
-)
+from ..settings import SETTINGS_HELP, load_settings
 
 
 def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
