@@ -116,4 +116,6 @@ def test_full_size_gpu_config_is_valid_on_top_of_the_default():
     pipeline = Pipeline(config)
     nerf = pipeline.train_params("spinnerf_1", "full")["nerf"]
     assert nerf["iterations"] == 25000 and nerf["field"]["num_levels"] == 16
-    assert pipeline.customize_params("spinnerf_1", "scene")["diffusion"]["model"].startswith("stabilityai/")
+    assert pipeline.customize_params("spinnerf_1", "scene")["diffusion"]["model"].startswith(
+        "stabilityai/"
+    )

@@ -18,7 +18,9 @@ def small_config() -> dict:
     scene = config["scenes"][0]
     scene["synthetic"].update(width=96, height=72, n_train=12, n_test=4)
     scene["masks"]["dilation"] = 3
-    config["customizations"]["scene"].update(steps=30, batch_size=4, tiny_vae_steps=30, checkpoint_every=20)
+    config["customizations"]["scene"].update(
+        steps=30, batch_size=4, tiny_vae_steps=30, checkpoint_every=20
+    )
     config["inpaint"]["num_steps"] = 8
     config["nerf"].update(iterations=60, batch_rays=256, patch_size=12, checkpoint_every=30)
     config["nerf"]["adversarial"]["warmup"] = 10
@@ -50,12 +52,25 @@ def test_table_lists_every_requested_variant(finished_run):
         if row["n_scenes"] == "0":
             assert "not run:" in row["notes"] and row["psnr"] == ""
             continue
-        for metric in ("psnr", "psnr_masked", "psnr_outside", "ssim", "ssim_masked", "ssim_outside"):
+        for metric in (
+            "psnr",
+            "psnr_masked",
+            "psnr_outside",
+            "ssim",
+            "ssim_masked",
+            "ssim_outside",
+        ):
             assert math.isfinite(float(row[metric])), f"{name}.{metric} = {row[metric]!r}"
         assert 5 < float(row["psnr"]) < 60 and 0 < float(row["ssim"]) <= 1
         assert int(row["n_views"]) == 4 and float(row["train_seconds"]) > 0
     assert rows["full"]["lpips"] == "" and "AlexNet weights not found" in rows["full"]["notes"]
-    for extra in ("table_per_scene.csv", "table.md", "metrics.png", "timings.csv", "synthetic/contact_sheet.png"):
+    for extra in (
+        "table_per_scene.csv",
+        "table.md",
+        "metrics.png",
+        "timings.csv",
+        "synthetic/contact_sheet.png",
+    ):
         assert (workdir / "results" / extra).is_file(), extra
 
 
@@ -93,8 +108,14 @@ def test_a_customisation_setting_reruns_the_customised_variants_only(finished_ru
     workdir, config = finished_run
     runnable = 3  # full, no_adv_l1, adv_l1 (the LPIPS variants do not run without weights)
     jobs = changed(workdir, config, lambda c: c["customizations"]["scene"].update(lora_rank=4))
-    assert jobs == {"customize": 1, "inpaint": 1, "train": runnable, "render": runnable,
-                    "evaluate": runnable, "table": 1}
+    assert jobs == {
+        "customize": 1,
+        "inpaint": 1,
+        "train": runnable,
+        "render": runnable,
+        "evaluate": runnable,
+        "table": 1,
+    }
 
 
 def test_a_metric_setting_reruns_evaluate_and_table(finished_run):
@@ -106,6 +127,10 @@ def test_a_metric_setting_reruns_evaluate_and_table(finished_run):
 def test_forcerun_one_stage_and_one_variant(finished_run):
     workdir, _ = finished_run
     assert jobs_that_would_run(workdir, "results/table.csv", "--forcerun", "render") == {
-        "render": 4, "evaluate": 4, "table": 1}
-    assert jobs_that_would_run(workdir, "results/synthetic/metrics/full.json", "--forcerun",
-                               "results/synthetic/nerf/full") == {"train": 1, "render": 1, "evaluate": 1}
+        "render": 4,
+        "evaluate": 4,
+        "table": 1,
+    }
+    assert jobs_that_would_run(
+        workdir, "results/synthetic/metrics/full.json", "--forcerun", "results/synthetic/nerf/full"
+    ) == {"train": 1, "render": 1, "evaluate": 1}
