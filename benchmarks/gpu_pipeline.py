@@ -1144,6 +1144,7 @@ class TrainRun:
         return Timed()
 
     def run(self) -> dict[str, Any]:
+        from maldnerf.devices import resolve_device
         from maldnerf.nerf import checkpoint
         from maldnerf.nerf import trainer as module
         from maldnerf.nerf.data import load_training_views
@@ -1152,7 +1153,7 @@ class TrainRun:
         nerf, idu = self.command.nerf, self.command.idu
         bench, sync = self.bench, self.device.sync
         paths = bench.paths
-        device = module.resolve_device(nerf.device)
+        device = resolve_device(nerf.device, "nerf.device")
         resume = paths["train_resume"]
         began = time.perf_counter()
         with module.deterministic(device.type == "cpu"):

@@ -26,9 +26,10 @@ import torch
 
 from full_size import full_size_sections
 from maldnerf import atomic
+from maldnerf.devices import resolve_device
 from maldnerf.nerf.data import TrainingViews
 from maldnerf.nerf.settings import IduSettings, NerfSettings
-from maldnerf.nerf.trainer import Trainer, resolve_device
+from maldnerf.nerf.trainer import Trainer
 from maldnerf.settings import from_dict
 
 

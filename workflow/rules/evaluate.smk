@@ -7,6 +7,7 @@ rule evaluate:
     output:
         metrics="results/{scene}/metrics/{variant}.json",
         features="results/{scene}/metrics/{variant}.features.npz",
+        preview="results/{scene}/metrics/{variant}.preview.png",
     log:
         "logs/evaluate/{scene}-{variant}.log",
     benchmark:

@@ -182,16 +182,9 @@ class DiffusionSettings:
 
 def resolve_device(settings: DiffusionSettings) -> torch.device:
     """The torch device named by ``settings.device``."""
-    import torch
+    from ..devices import resolve_device as resolve
 
-    if settings.device == "cuda" or (settings.device == "auto" and torch.cuda.is_available()):
-        if not torch.cuda.is_available():
-            raise UserError(
-                "diffusion.device: 'cuda' requested but no CUDA device is available; "
-                "set diffusion.device to 'auto' or 'cpu'"
-            )
-        return torch.device("cuda")
-    return torch.device("cpu")
+    return resolve(settings.device, "diffusion.device")
 
 
 def resolve_dtype(settings: DiffusionSettings, device: torch.device) -> torch.dtype:

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..devices import resolve_device
 from ..errors import UserError
 
 log = logging.getLogger(__name__)
@@ -152,22 +153,6 @@ def _torch_load(path: Path, what: str, url: str | None) -> dict[str, Any]:
     if not isinstance(state, dict):
         raise _corrupt(path, what, "not a state dict", url)
     return state
-
-
-def resolve_device(device: str) -> str:
-    """``auto`` becomes ``cuda`` when available, else ``cpu``; other values pass through."""
-    if device != "auto":
-        if device.startswith("cuda"):
-            import torch
-
-            if not torch.cuda.is_available():
-                raise UserError(
-                    f"evaluate.device: {device} requested but CUDA is not available; set evaluate.device: cpu"
-                )
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def lpips_module(alexnet_path: Path, linear_path: Path) -> tuple[Any, dict[str, Any]]:
@@ -294,7 +279,7 @@ def load_backbones(
         raise UserError(f"evaluate.require_weights: {reason}; {fix}")
     backbones.missing = {name: f"{reason} ({fix})" for name, (reason, fix) in missing.items()}
     if (need_lpips and "lpips" not in missing) or (need_inception and "inception" not in missing):
-        backbones.device = resolve_device(device)
+        backbones.device = str(resolve_device(device, "evaluate.device"))
     if need_lpips and "lpips" not in missing:
         backbones.lpips, backbones.provenance["lpips"] = load_lpips(
             alexnet, linear, backbones.device

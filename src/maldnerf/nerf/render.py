@@ -25,6 +25,7 @@ import torch
 
 from .. import atomic
 from ..cameras import Cameras, load_transforms
+from ..devices import resolve_device
 from ..errors import UserError
 from ..images import write_image
 from ..settings import to_dict
@@ -32,7 +33,7 @@ from .model import NerfModel, load_model, render_rays
 from .parameterization import SceneNormalization
 from .rays import image_rays
 from .settings import RenderSettings
-from .trainer import resolve_device, resolve_precision
+from .trainer import resolve_precision
 
 log = logging.getLogger(__name__)
 

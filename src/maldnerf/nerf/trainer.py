@@ -43,6 +43,7 @@ import torch
 from torch import Tensor
 
 from .. import atomic
+from ..devices import resolve_device
 from ..errors import UserError
 from ..images import write_image
 from ..settings import to_dict
@@ -75,15 +76,6 @@ LOSS_WEIGHT = {  # loss name -> attribute of LossWeights
     "feature_matching": "feature_matching",
     "inpainted": "inpainted",
 }
-
-
-def resolve_device(setting: str, where: str = "nerf.device") -> torch.device:
-    """``auto`` → CUDA when available, else the CPU; ``cuda`` without a GPU is an error."""
-    if setting == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"{where}: cuda requested but no CUDA device is available; use auto or cpu")
-    if setting == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(setting)
 
 
 def resolve_precision(setting: str, device: torch.device) -> torch.dtype | None:
@@ -553,7 +545,7 @@ def run(
         from .losses import check_lpips_available
 
         check_lpips_available()
-    device = resolve_device(nerf.device)
+    device = resolve_device(nerf.device, "nerf.device")
     _, views = load_training_views(transforms, masks_dir, targets_dir)
     trainer = Trainer(nerf, idu, views, device, reinpainter_factory, lpips_module)
     trainer.fingerprint = checkpoint.fingerprint(
