@@ -23,11 +23,16 @@ def shipped_config() -> dict:
     return yaml.safe_load((REPO / "config.yaml").read_text())
 
 
-def snakemake(directory: Path, *args: str, timeout: float = 1800) -> subprocess.CompletedProcess:
-    """``snakemake --snakefile <repo>/Snakefile --directory <directory> --cores 2 <args>``."""
+def snakemake_env() -> dict[str, str]:
+    """The environment for a snakemake subprocess: this interpreter's bin folder first on PATH."""
     env = dict(os.environ)
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
-    command = [
+    return env
+
+
+def snakemake_command(directory: Path) -> list[str]:
+    """``python -m snakemake --snakefile <repo>/Snakefile --directory <directory>``."""
+    return [
         sys.executable,
         "-m",
         "snakemake",
@@ -35,11 +40,15 @@ def snakemake(directory: Path, *args: str, timeout: float = 1800) -> subprocess.
         str(REPO / "Snakefile"),
         "--directory",
         str(directory),
-        "--cores",
-        "2",
-        *args,
     ]
-    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout)
+
+
+def snakemake(directory: Path, *args: str, timeout: float = 1800) -> subprocess.CompletedProcess:
+    """``snakemake --snakefile <repo>/Snakefile --directory <directory> --cores 2 <args>``."""
+    command = [*snakemake_command(directory), "--cores", "2", *args]
+    return subprocess.run(
+        command, capture_output=True, text=True, env=snakemake_env(), timeout=timeout
+    )
 
 
 def jobs_that_would_run(directory: Path, *args: str) -> dict[str, int]:

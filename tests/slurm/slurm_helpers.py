@@ -3,15 +3,14 @@ it, whether a Slurm cluster answers, and running Snakemake against it under a ha
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import yte
 
 from helpers import REPO
+from workflow_helpers import snakemake_command, snakemake_env
 
 SLURM_PROFILE = REPO / "workflow" / "profiles" / "slurm"
 CI_PROFILE = REPO / "tests" / "slurm" / "profile"
@@ -86,20 +85,12 @@ def snakemake_on_slurm(
     Threads are capped at the node's CPUs, or Slurm would never start a job asking for more.
     Put targets after ``--`` in ``args`` (``--set-resources`` takes any number of values).
     """
-    env = dict(os.environ)
-    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     command = [
         "timeout",
         "-k",
         "20",
         str(timeout),
-        sys.executable,
-        "-m",
-        "snakemake",
-        "--snakefile",
-        str(REPO / "Snakefile"),
-        "--directory",
-        str(directory),
+        *snakemake_command(directory),
         "--workflow-profile",
         str(SLURM_PROFILE),
         "--profile",
@@ -111,4 +102,6 @@ def snakemake_on_slurm(
     if overrides:
         command += ["--set-resources", *overrides]
     command += args
-    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout + 60)
+    return subprocess.run(
+        command, capture_output=True, text=True, env=snakemake_env(), timeout=timeout + 60
+    )
