@@ -5,6 +5,7 @@ import pytest
 
 from maldnerf.cameras import load_transforms
 from maldnerf.errors import UserError
+from maldnerf.images import read_mask
 from maldnerf.masks import (
     BoxSettings,
     MaskSettings,
@@ -40,12 +41,12 @@ def test_box_corners_and_projection_of_a_box_in_front_of_the_camera():
     assert corners.shape == (8, 3) and np.allclose(corners.mean(0), [0, 0, -4])
     c2w = look_at(np.zeros(3), np.array([0.0, 0.0, -1.0]))
     k = intrinsics_matrix(100, 100, 90.0)  # focal 50 px
-    mask = project_box(box, c2w, k, 100, 100)
+    mask = project_box(corners, c2w, k, 100, 100)
     # The front face at depth 3 spans +-1 unit: +-50/3 px around the centre.
     cols = np.flatnonzero(mask[50])
     assert abs(cols.min() - (50 - 50 / 3)) <= 1.5 and abs(cols.max() - (50 + 50 / 3)) <= 1.5
     behind = BoxSettings(center=[0.0, 0.0, 4.0], half_size=[1.0, 1.0, 1.0])
-    assert not project_box(behind, c2w, k, 100, 100).any()
+    assert not project_box(box_corners(behind), c2w, k, 100, 100).any()
 
 
 def test_masks_stage_outputs(synthetic_scene, synthetic_masks):
@@ -71,6 +72,31 @@ def test_box_masks_match_exact_masks(synthetic_scene, tmp_path):
         for n in files.train
     ]
     assert min(ious) > 0.9  # the object is the box, up to pixel rasterisation
+
+
+def test_scene_box_follows_colmap_poses_into_their_own_frame(
+    synthetic_scene, synthetic_poses, tmp_path
+):
+    """COLMAP's frame has its own scale and orientation: the scene's box is mapped into it."""
+    estimated = synthetic_poses / "transforms.json"
+    run(
+        MaskSettings(dilation=0, source="scene_box"),
+        estimated,
+        synthetic_scene / "scene",
+        tmp_path / "b",
+    )
+    box = load_masks(tmp_path / "b")
+    exact = {f.name: read_mask(f.mask) for f in load_transforms(estimated).split("train")}
+    ious = [(box.train[n] & m).sum() / (box.train[n] | m).sum() for n, m in exact.items()]
+    assert min(ious) > 0.85  # exact up to rasterisation and the ~0.1% pose error
+
+
+def test_a_box_outside_every_view_is_a_one_line_error(synthetic_scene, tmp_path):
+    known = synthetic_scene / "scene" / "known_poses.json"
+    away = BoxSettings(center=[0.0, 0.0, 50.0], half_size=[0.1, 0.1, 0.1])
+    with pytest.raises(UserError, match="the box projects outside this view"):
+        run(MaskSettings(source="box", box=away), known, synthetic_scene / "scene", tmp_path / "m")
+    assert not (tmp_path / "m").exists()
 
 
 def test_masks_stage_rejects_masks_that_dilate_to_everything(synthetic_scene, tmp_path):

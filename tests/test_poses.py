@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from maldnerf.cameras import load_transforms
+from maldnerf.cameras import load_transforms, umeyama
 from maldnerf.errors import UserError
-from maldnerf.poses import PosesSettings, run, umeyama
+from maldnerf.poses import PosesSettings, run
 
 
 def test_umeyama_recovers_a_similarity():

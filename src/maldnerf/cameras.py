@@ -163,3 +163,22 @@ def load_transforms(path: str | Path) -> Cameras:
         raise UserError(
             f"{path}: not a valid transforms file ({exc}); rerun the poses stage"
         ) from None
+
+
+def umeyama(source: np.ndarray, target: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    """Similarity ``(scale, rotation, translation)`` minimising ``|s R x + t - y|^2`` over points.
+
+    ``source`` and ``target`` are ``(N, 3)`` arrays of corresponding points, N >= 3.
+    """
+    mu_s, mu_t = source.mean(0), target.mean(0)
+    xs, xt = source - mu_s, target - mu_t
+    covariance = xt.T @ xs / len(source)
+    u, singular, vt = np.linalg.svd(covariance)
+    sign = np.eye(3)
+    if np.linalg.det(u) * np.linalg.det(vt) < 0:
+        sign[2, 2] = -1.0
+    rotation = u @ sign @ vt
+    variance = (xs**2).sum() / len(source)
+    scale = float(np.trace(np.diag(singular) @ sign) / variance)
+    translation = mu_t - scale * rotation @ mu_s
+    return scale, rotation, translation

@@ -18,13 +18,17 @@ import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
 from . import atomic
 from .errors import UserError
 from .settings import require
+
+if TYPE_CHECKING:
+    from .cameras import Cameras
+    from .scene import Scene
 
 log = logging.getLogger(__name__)
 
@@ -102,14 +106,15 @@ _FACES = [(0, 1, 3, 2), (4, 5, 7, 6), (0, 1, 5, 4), (2, 3, 7, 6), (0, 2, 6, 4), 
 
 
 def project_box(
-    box: BoxSettings,
+    corners: np.ndarray,
     camera_to_world: np.ndarray,
     intrinsics: np.ndarray,
     width: int,
     height: int,
     near: float = 1e-3,
 ) -> np.ndarray:
-    """Silhouette of ``box`` seen by an OpenGL camera, as a bool ``(H, W)`` mask.
+    """Silhouette of a box (its ``(8, 3)`` world corners, ordered as :func:`box_corners`)
+    seen by an OpenGL camera, as a bool ``(H, W)`` mask.
 
     Each face is clipped against the plane ``near`` in front of the camera, projected and
     filled; the union of the faces is the silhouette.
@@ -117,7 +122,6 @@ def project_box(
     import cv2
 
     world_to_camera = np.linalg.inv(camera_to_world)
-    corners = box_corners(box)
     camera = corners @ world_to_camera[:3, :3].T + world_to_camera[:3, 3]
     canvas = np.zeros((height, width), np.uint8)
     for face in _FACES:
@@ -168,6 +172,31 @@ def contact_sheet(
     return tile(thumbs, columns)
 
 
+def scene_box_corners(scene: Scene, cameras: Cameras) -> np.ndarray:
+    """Corners of the scene's own object box in the world frame of ``cameras``.
+
+    The box is given in the frame of the scene's known poses; poses from COLMAP live in a
+    frame of their own (arbitrary scale and orientation), so the box is mapped through the
+    similarity that aligns the known camera centres to those of ``cameras`` (the identity
+    when ``cameras`` are the known poses).
+    """
+    from .cameras import load_transforms, umeyama
+
+    if scene.object_box is None or scene.known_poses is None:
+        raise UserError(
+            "masks.source: scene_box, but this scene has no object box with known poses; use "
+            "source: box with masks.box.center and half_size in the frame of transforms.json"
+        )
+    box = scene.object_box
+    corners = box_corners(BoxSettings(box["center"], box["half_size"], box["yaw"]))
+    known = load_transforms(scene.known_poses)
+    names = [f.name for f in cameras.frames]
+    source = np.stack([known.frame(n).camera_to_world[:3, 3] for n in names])
+    target = np.stack([cameras.frame(n).camera_to_world[:3, 3] for n in names])
+    scale, rotation, translation = umeyama(source, target)
+    return scale * corners @ rotation.T + translation
+
+
 def run(settings: MaskSettings, transforms: Path, scene_dir: Path, output: Path) -> None:
     """Write the masks folder for the scene whose cameras are in ``transforms``."""
     from .cameras import load_transforms
@@ -175,25 +204,30 @@ def run(settings: MaskSettings, transforms: Path, scene_dir: Path, output: Path)
     from .scene import load_scene
 
     cameras = load_transforms(transforms)
-    box = settings.box
-    if settings.source == "scene_box":
-        object_box = load_scene(scene_dir).object_box
-        if object_box is None:
-            raise UserError(
-                "masks.source: scene_box, but this scene has no object box; use source: box "
-                "with masks.box.center and half_size"
-            )
-        box = BoxSettings(object_box["center"], object_box["half_size"], object_box["yaw"])
+    corners = None
+    if settings.source == "box":
+        corners = box_corners(settings.box)
+    elif settings.source == "scene_box":
+        corners = scene_box_corners(load_scene(scene_dir), cameras)
     coverage: dict[str, float] = {}
     sheet_images, sheet_masks = [], []
     test_masks = True
     with atomic.output_dir(output) as tmp:
         for frame in cameras.frames:
-            if settings.source != "files":
+            if corners is not None:
                 mask = project_box(
-                    box, frame.camera_to_world, cameras.intrinsics, cameras.width, cameras.height
+                    corners,
+                    frame.camera_to_world,
+                    cameras.intrinsics,
+                    cameras.width,
+                    cameras.height,
                 )
                 where = f"masks.{settings.source} (view {frame.name})"
+                if frame.split == "train" and not mask.any():
+                    raise UserError(
+                        f"{where}: the box projects outside this view (empty mask); give "
+                        f"masks.box in the world frame of {transforms}"
+                    )
             elif frame.mask is None:
                 if frame.split == "train":
                     raise UserError(

@@ -27,7 +27,14 @@ from typing import Literal
 import numpy as np
 
 from . import atomic
-from .cameras import Cameras, Frame, load_transforms, opencv_to_opengl, write_transforms
+from .cameras import (
+    Cameras,
+    Frame,
+    load_transforms,
+    opencv_to_opengl,
+    umeyama,
+    write_transforms,
+)
 from .errors import UserError
 from .scene import Scene, load_scene
 from .settings import require
@@ -281,25 +288,6 @@ def _undistort_view(
             cv2.remap(values, map_x, map_y, cv2.INTER_NEAREST, borderMode=cv2.BORDER_REPLICATE),
         )
     return image_out, mask_out
-
-
-def umeyama(source: np.ndarray, target: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-    """Similarity ``(scale, rotation, translation)`` minimising ``|s R x + t - y|^2`` over points.
-
-    ``source`` and ``target`` are ``(N, 3)`` arrays of corresponding points, N >= 3.
-    """
-    mu_s, mu_t = source.mean(0), target.mean(0)
-    xs, xt = source - mu_s, target - mu_t
-    covariance = xt.T @ xs / len(source)
-    u, singular, vt = np.linalg.svd(covariance)
-    sign = np.eye(3)
-    if np.linalg.det(u) * np.linalg.det(vt) < 0:
-        sign[2, 2] = -1.0
-    rotation = u @ sign @ vt
-    variance = (xs**2).sum() / len(source)
-    scale = float(np.trace(np.diag(singular) @ sign) / variance)
-    translation = mu_t - scale * rotation @ mu_s
-    return scale, rotation, translation
 
 
 def pose_accuracy(estimated: Cameras, known: Cameras, points: np.ndarray) -> dict:
