@@ -32,6 +32,25 @@ def write_plain_scene(
     return root
 
 
+def write_known_transforms(root: Path) -> Path:
+    """A ``transforms.json`` (camera-to-world per view, shifted along x) for the views of a
+    :func:`write_plain_scene` folder, so that it can run with ``poses: known``."""
+    import json
+
+    names = sorted(p.stem for p in (root / "images").glob("*.png"))
+    tests = sorted(p.stem for p in (root / "test").glob("*.png"))
+    frames = []
+    for index, (folder, name) in enumerate(
+        [("images", n) for n in names] + [("test", n) for n in tests]
+    ):
+        matrix = np.eye(4)
+        matrix[0, 3] = 0.2 * index
+        frames.append({"file_path": f"{folder}/{name}.png", "transform_matrix": matrix.tolist()})
+    path = root / "transforms.json"
+    path.write_text(json.dumps({"fl_x": 60.0, "frames": frames}))
+    return path
+
+
 def tiny_nerf_dict(**overrides) -> dict:
     """NeRF settings (as config data) small enough to train in seconds on the CPU.
 

@@ -106,12 +106,13 @@ def test_conda_environment_matches_pyproject():
     assert names and rules.count('"../../envs/maldnerf.yaml"') == len(names)
 
 
-def test_full_size_gpu_config_is_valid_on_top_of_the_default():
+def test_full_size_gpu_config_is_valid_on_top_of_the_default(tmp_path):
     from maldnerf.config import deep_merge
 
     override = yaml.safe_load((REPO / "configs" / "spinnerf_gpu.yaml").read_text())
     config = deep_merge(shipped_config(), override)
     config["scenes"] = override["scenes"]  # Snakemake replaces lists when merging config files
+    config["scenes"][0]["source"] = str(tmp_path)  # the example's /data/spinnerf/1
     check_schema(config, SCHEMA)
     pipeline = Pipeline(config)
     nerf = pipeline.train_params("spinnerf_1", "full")["nerf"]

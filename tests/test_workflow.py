@@ -1,10 +1,16 @@
 """End-to-end: the real Snakemake workflow on the synthetic scene in a temporary directory."""
 
 import json
+import os
+import shutil
+import time
 
+import numpy as np
 import pytest
+from PIL import Image
 
-from workflow_helpers import shipped_config, snakemake, write_config
+from helpers import REPO, write_known_transforms, write_plain_scene
+from workflow_helpers import jobs_that_would_run, shipped_config, snakemake, write_config
 
 pytestmark = pytest.mark.workflow
 
@@ -27,11 +33,13 @@ def test_bad_config_is_one_line(tmp_path):
     config = shipped_config()
     config["scenes"][0]["source"] = str(tmp_path / "no such folder")
     write_config(tmp_path, config)
-    result = snakemake(tmp_path, "results/synthetic/scene")
-    assert result.returncode != 0
-    log = (tmp_path / "logs/prepare/synthetic.log").read_text()
-    assert "no such folder: scene folder not found" in log and "Traceback" not in log
-    assert not (tmp_path / "results/synthetic/scene").exists()
+    result = snakemake(tmp_path, "--dry-run", "results/synthetic/scene")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert (
+        "error: config.yaml: scenes[synthetic].source: "
+        f"'{tmp_path / 'no such folder'}' is neither 'synthetic' nor an existing folder"
+    ) in result.stderr
+    assert not (tmp_path / "results").exists()
     config["scenes"][0]["poses"] = "guess"
     write_config(tmp_path, config)
     result = snakemake(tmp_path, "--dry-run")
@@ -40,3 +48,51 @@ def test_bad_config_is_one_line(tmp_path):
         "error: config.yaml: scenes[0].poses: 'guess' is not one of 'colmap', 'known'"
         in result.stderr
     )
+
+
+@pytest.fixture
+def folder_scene_run(tmp_path):
+    """A plain scene folder with known poses, run through the masks stage."""
+    source = write_plain_scene(tmp_path / "room")
+    write_known_transforms(source)
+    work = tmp_path / "work"
+    config = shipped_config()
+    config["scenes"] = [
+        {"name": "room", "source": str(source), "poses": "known", "masks": {"dilation": 2}}
+    ]
+    write_config(work, config)
+    result = snakemake(work, "results/room/masks")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert jobs_that_would_run(work, "results/room/masks") == {}
+    return source, work
+
+
+def test_editing_a_photo_of_a_scene_folder_reruns_that_scene(folder_scene_run):
+    source, work = folder_scene_run
+    mask = source / "masks" / "v01.png"
+    later = time.time() + 60
+    os.utime(mask, (later, later))  # newer, same content: Snakemake compares checksums
+    assert jobs_that_would_run(work, "results/room/masks") == {}
+    grown = np.asarray(Image.open(mask)).copy()
+    grown[grown.shape[0] // 2, :] = 255
+    Image.fromarray(grown).save(mask)
+    assert jobs_that_would_run(work, "results/room/masks") == {"prepare": 1, "poses": 1, "masks": 1}
+
+
+def test_editing_the_package_reruns_the_stages_that_run_that_code(folder_scene_run, tmp_path):
+    """A copy of the workflow whose poses module differs by one comment line."""
+    _, work = folder_scene_run
+    copy = tmp_path / "edited"
+    copy.mkdir()
+    for item in ("Snakefile", "workflow", "src", "profiles"):
+        source = REPO / item
+        if source.is_dir() and not source.is_symlink():
+            shutil.copytree(
+                source, copy / item, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
+            )
+        else:
+            shutil.copy(source, copy / item, follow_symlinks=False)
+    poses = copy / "src" / "maldnerf" / "poses.py"
+    poses.write_text(poses.read_text() + "# an edit\n")
+    jobs = jobs_that_would_run(work, "--snakefile", str(copy / "Snakefile"), "results/room/masks")
+    assert jobs == {"poses": 1, "masks": 1}  # prepare does not run poses.py

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import yaml
@@ -23,9 +24,16 @@ def shipped_config() -> dict:
     return yaml.safe_load((REPO / "config.yaml").read_text())
 
 
+# An empty torch hub: which variants run (the LPIPS ones need AlexNet weights) must not depend
+# on what the machine running the tests has cached.
+EMPTY_TORCH_HOME = tempfile.mkdtemp(prefix="maldnerf-tests-torch-home-")
+
+
 def snakemake_env() -> dict[str, str]:
-    """The environment for a snakemake subprocess: this interpreter's bin folder first on PATH."""
+    """The environment for a snakemake subprocess: this interpreter's bin folder first on PATH,
+    and an empty torch hub (``TORCH_HOME``), so no pretrained backbone weights are found."""
     env = dict(os.environ)
+    env["TORCH_HOME"] = EMPTY_TORCH_HOME
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     return env
 
@@ -44,19 +52,30 @@ def snakemake_command(directory: Path) -> list[str]:
 
 
 def snakemake(directory: Path, *args: str, timeout: float = 1800) -> subprocess.CompletedProcess:
-    """``snakemake --snakefile <repo>/Snakefile --directory <directory> --cores 2 <args>``."""
+    """``snakemake --snakefile <repo>/Snakefile --directory <directory> --cores 2 <args>``, run in
+    ``directory``."""
     command = [*snakemake_command(directory), "--cores", "2", *args]
     return subprocess.run(
-        command, capture_output=True, text=True, env=snakemake_env(), timeout=timeout
+        command,
+        capture_output=True,
+        text=True,
+        env=snakemake_env(),
+        timeout=timeout,
+        cwd=directory,  # relative paths on the command line are the user's: from the work folder
     )
 
 
 def jobs_that_would_run(directory: Path, *args: str) -> dict[str, int]:
     """Rule name -> job count from a real ``--dry-run`` (``--quiet rules`` summary)."""
-    result = snakemake(directory, *args, "--dry-run", "--quiet", "rules")
+    result = snakemake(directory, "--dry-run", "--quiet=rules", *args)
     assert result.returncode == 0, result.stderr + result.stdout
+    return job_stats(result.stdout + result.stderr)
+
+
+def job_stats(output: str) -> dict[str, int]:
+    """Rule name -> job count from the "Job stats:" table of Snakemake's output."""
     counts: dict[str, int] = {}
-    lines = (result.stdout + result.stderr).splitlines()
+    lines = output.splitlines()
     if "Job stats:" not in lines:
         return counts
     for line in lines[lines.index("Job stats:") + 3 :]:

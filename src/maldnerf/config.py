@@ -16,6 +16,7 @@ import copy
 import dataclasses
 import re
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any, Literal
 
 from .diffusion.customize import CustomizeSettings
@@ -176,6 +177,12 @@ class Pipeline:
         self.scenes = {s.name: s for s in self.config.scenes}
         self.variants = list(self.config.run_variants)
         for scene in self.config.scenes:
+            if scene.source != "synthetic" and not Path(scene.source).is_dir():
+                raise UserError(
+                    f"scenes[{scene.name}].source: {scene.source!r} is neither 'synthetic' nor an "
+                    "existing folder; give the scene folder's path (images/ + masks/, or "
+                    "SPIn-NeRF's images_4/), absolute or relative to the working directory"
+                )
             unknown = sorted(set(scene.overrides) - self.overridable_sections)
             if unknown:
                 raise UserError(
@@ -214,6 +221,20 @@ class Pipeline:
         """Exactly the settings the prepare stage reads (PrepareSettings)."""
         config = self.scenes[scene]
         return {f.name: to_dict_value(getattr(config, f.name)) for f in fields(PrepareSettings)}
+
+    def source_files(self, scene: str) -> list[str]:
+        """Files of a folder scene (sorted, hidden ones left out): the prepare rule's inputs,
+        so that adding, removing or editing a photo or mask reruns the scene. Synthetic scenes
+        have none."""
+        config = self.scenes[scene]
+        if config.source == "synthetic":
+            return []
+        root = Path(config.source)
+        return sorted(
+            str(path)
+            for path in root.rglob("*")
+            if path.is_file() and not any(p.startswith(".") for p in path.relative_to(root).parts)
+        )
 
     def poses_params(self, scene: str) -> dict[str, Any]:
         """Settings of the poses stage: method and, for COLMAP, the merged colmap section."""
@@ -305,7 +326,7 @@ class Pipeline:
         """``(pixels per view, number of views)`` of a scene, for sizing resources.
 
         Synthetic scenes are sized from their settings; folders from the first image's header
-        and the number of files (a missing folder counts as a 1-megapixel, 100-view scene).
+        and the number of files (a folder without readable images counts as a 1-megapixel, 100-view scene).
         """
         config = self.scenes[scene]
         if config.source == "synthetic":
@@ -313,8 +334,6 @@ class Pipeline:
             return (s.width // config.downscale) * (
                 s.height // config.downscale
             ), s.n_train + s.n_test
-        from pathlib import Path
-
         from .images import list_images
 
         root = Path(config.source)

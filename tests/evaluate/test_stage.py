@@ -208,3 +208,45 @@ def test_command_line_glue(toy_scene, tmp_path):
     )
     assert csv_path.read_text().splitlines()[1].startswith("full,1,3,")
     assert (tmp_path / "results" / "toy" / "contact_sheet.png").is_file()
+
+
+def test_ground_truth_comes_from_the_poses_file_when_given(toy_scene, tmp_path):
+    """With undistorted images the renders match the undistorted test views, not the originals."""
+    from PIL import Image
+
+    from maldnerf.cameras import Cameras, Frame, write_transforms
+
+    frames = []
+    for name in toy_scene.names:
+        render = np.asarray(Image.open(toy_scene.render / "test" / f"{name}.png"))
+        path = tmp_path / "poses" / "undistorted" / f"{name}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(render).save(path)  # the render is exact against this ground truth
+        frames.append(Frame(name, "test", path, None, np.eye(4), 0.1, 10.0))
+    h, w = render.shape[:2]
+    transforms = write_transforms(
+        tmp_path / "poses" / "transforms.json", Cameras(w, h, 50.0, 50.0, w / 2, h / 2, frames)
+    )
+    output = tmp_path / "m" / "v.json"
+    run(
+        from_dict(EvaluateSettings, NO_WEIGHTS),
+        toy_scene.scene,
+        toy_scene.masks,
+        toy_scene.render,
+        None,
+        output,
+        transforms=transforms,
+    )
+    assert json.loads(output.read_text())["means"]["psnr_masked"] == pytest.approx(100.0)
+    frames.pop()
+    write_transforms(transforms, Cameras(w, h, 50.0, 50.0, w / 2, h / 2, frames))
+    with pytest.raises(UserError, match="no test frame for view"):
+        run(
+            from_dict(EvaluateSettings, NO_WEIGHTS),
+            toy_scene.scene,
+            toy_scene.masks,
+            toy_scene.render,
+            None,
+            tmp_path / "m2" / "v.json",
+            transforms=transforms,
+        )

@@ -7,12 +7,10 @@ from __future__ import annotations
 import ast
 import json
 import re
-from pathlib import Path
 
-import numpy as np
 import pytest
 
-from helpers import REPO, write_plain_scene
+from helpers import REPO, write_known_transforms, write_plain_scene
 from workflow_helpers import shipped_config, snakemake, write_config
 
 SOURCES = sorted((REPO / "src" / "maldnerf").rglob("*.py"))
@@ -130,21 +128,11 @@ def test_every_path_in_a_rule_command_is_quoted():
     assert prefix.count("shlex.quote(") == 2  # the package's src/ and the interpreter's folder
 
 
-def _known_poses(root: Path, names: list[str]) -> None:
-    frames = []
-    for index, name in enumerate(names):
-        matrix = np.eye(4)
-        matrix[0, 3] = 0.2 * index
-        folder = "images" if name.startswith("v") else "test"
-        frames.append({"file_path": f"{folder}/{name}.png", "transform_matrix": matrix.tolist()})
-    (root / "transforms.json").write_text(json.dumps({"fl_x": 60.0, "frames": frames}))
-
-
 @pytest.mark.workflow
 def test_scene_path_with_spaces_quotes_and_dollars_goes_through_the_workflow(tmp_path):
     tricky = "my scenes/room 'one' $(touch INJECTED) `touch INJECTED` ; touch INJECTED"
     source = write_plain_scene(tmp_path / tricky)
-    _known_poses(source, ["v00", "v01", "v02", "v03", "t00", "t01"])
+    write_known_transforms(source)
     work = tmp_path / "work dir"
     config = shipped_config()
     config["scenes"] = [

@@ -10,6 +10,7 @@ from snakemake.utils import validate
 SRC = str(Path(workflow.basedir) / "src")
 sys.path.insert(0, SRC)
 
+from maldnerf.code_version import stage_digest
 from maldnerf.config import NO_CUSTOMIZATION, Pipeline, check_schema
 from maldnerf.errors import UserError
 

@@ -16,6 +16,7 @@ rule customize:
         mem_mb=lambda wc: PIPELINE.resources("customize", wc.scene)["mem_mb"],
         runtime=lambda wc: PIPELINE.resources("customize", wc.scene)["runtime"],
     params:
+        code=stage_digest("customize"),  # the package code the stage runs
         settings=lambda wc: settings_json(
             PIPELINE.customize_params(wc.scene, wc.customization)
         ),
@@ -44,6 +45,7 @@ rule inpaint:
         mem_mb=lambda wc: PIPELINE.resources("inpaint", wc.scene)["mem_mb"],
         runtime=lambda wc: PIPELINE.resources("inpaint", wc.scene)["runtime"],
     params:
+        code=stage_digest("inpaint"),  # the package code the stage runs
         settings=lambda wc: settings_json(PIPELINE.inpaint_params(wc.scene)),
         customization=get_customization_dir,
     shell:

@@ -1,6 +1,7 @@
 rule evaluate:
     input:
         scene="results/{scene}/scene",
+        poses="results/{scene}/poses",
         masks="results/{scene}/masks",
         render="results/{scene}/render/{variant}",
         nerf="results/{scene}/nerf/{variant}",
@@ -20,10 +21,11 @@ rule evaluate:
         mem_mb=lambda wc: PIPELINE.resources("evaluate", wc.scene)["mem_mb"],
         runtime=lambda wc: PIPELINE.resources("evaluate", wc.scene)["runtime"],
     params:
+        code=stage_digest("evaluate"),  # the package code the stage runs
         settings=lambda wc: settings_json(PIPELINE.evaluate_params(wc.scene)),
     shell:
         "python -m maldnerf --threads {threads} evaluate --scene {input.scene:q}"
-        " --masks {input.masks:q} --render {input.render:q} --nerf {input.nerf:q}"
+        " --transforms {input.poses:q}/transforms.json --masks {input.masks:q} --render {input.render:q} --nerf {input.nerf:q}"
         " --output {output.metrics:q} --settings {params.settings:q} 2> {log:q}"
 
 
@@ -55,6 +57,7 @@ rule table:
         "../../envs/maldnerf.yaml"
     threads: 1
     params:
+        code=stage_digest("table"),  # the package code the stage runs
         settings=lambda wc: settings_json(PIPELINE.table_params()),
         variants=lambda wc: settings_json(PIPELINE.table_variants()),
     shell:

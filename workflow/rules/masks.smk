@@ -12,6 +12,7 @@ rule masks:
         "../../envs/maldnerf.yaml"
     threads: 1
     params:
+        code=stage_digest("masks"),  # the package code the stage runs
         settings=lambda wc: settings_json(PIPELINE.masks_params(wc.scene)),
     shell:
         "python -m maldnerf --threads {threads} masks --scene {input.scene:q} --transforms {input.poses:q}/transforms.json"

@@ -15,6 +15,7 @@ rule train:
         mem_mb=lambda wc: PIPELINE.resources("train", wc.scene, wc.variant)["mem_mb"],
         runtime=lambda wc: PIPELINE.resources("train", wc.scene, wc.variant)["runtime"],
     params:
+        code=stage_digest("train"),  # the package code the stage runs
         settings=lambda wc: settings_json(PIPELINE.train_params(wc.scene, wc.variant)),
         customization=get_customization_dir,
         resume="results/{scene}/.resume/train-{variant}",
@@ -44,6 +45,7 @@ rule render:
         mem_mb=lambda wc: PIPELINE.resources("render", wc.scene)["mem_mb"],
         runtime=lambda wc: PIPELINE.resources("render", wc.scene)["runtime"],
     params:
+        code=stage_digest("render"),  # the package code the stage runs
         settings=lambda wc: settings_json(PIPELINE.render_params(wc.scene)),
     shell:
         "python -m maldnerf --threads {threads} render"

@@ -11,6 +11,7 @@ rule poses:
         "../../envs/maldnerf.yaml"
     threads: 4
     params:
+        code=stage_digest("poses"),  # the package code the stage runs
         settings=lambda wc: settings_json(PIPELINE.poses_params(wc.scene)),
     shell:
         "python -m maldnerf --threads {threads} poses --scene {input.scene:q} --output {output:q}"

@@ -17,6 +17,14 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scene", required=True, type=Path, help="prepared-scene folder")
     parser.add_argument("--masks", required=True, type=Path, help="masks folder of the scene")
     parser.add_argument(
+        "--transforms",
+        type=Path,
+        default=None,
+        help="transforms.json of the poses stage: the ground truth is its test frames' images "
+        "(undistorted when COLMAP's camera model has distortion, as the renders are); "
+        "default: the prepared scene's test views",
+    )
+    parser.add_argument(
         "--render", required=True, type=Path, help="render folder (test/<name>.png inside)"
     )
     parser.add_argument(
@@ -99,6 +107,7 @@ def evaluate(args: argparse.Namespace) -> None:
         args.render,
         args.nerf,
         args.output,
+        transforms=args.transforms,
     )
 
 

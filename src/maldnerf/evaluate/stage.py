@@ -1,7 +1,8 @@
 """The ``evaluate`` stage: score one variant's test-view renders of one scene.
 
-Inputs: the prepared scene (its test views are ground truth *without* the object), the masks
-stage's folder (dilated test masks: where the object was), the render stage's folder
+Inputs: the prepared scene (its test views are ground truth *without* the object; with the
+poses stage's ``transforms.json`` given, the images its test frames name, which are undistorted
+as the renders are when COLMAP's camera model has distortion), the masks stage's folder (dilated test masks: where the object was), the render stage's folder
 (``test/<name>.png``, one per test view, same size as the ground truth) and, optionally, the
 train stage's folder (``nerf.json`` for the training time).
 
@@ -188,7 +189,10 @@ class _View:
     mask: np.ndarray | None
 
 
-def _load_views(scene_dir: Path, masks_dir: Path, render_dir: Path) -> tuple[str, list[_View]]:
+def _load_views(
+    scene_dir: Path, masks_dir: Path, render_dir: Path, transforms: Path | None
+) -> tuple[str, list[_View]]:
+    from ..cameras import load_transforms
     from ..images import read_image
     from ..masks import load_masks
     from ..scene import load_scene
@@ -200,18 +204,28 @@ def _load_views(scene_dir: Path, masks_dir: Path, render_dir: Path) -> tuple[str
             "object); add test views to the scene source to evaluate it"
         )
     test_masks = load_masks(masks_dir).test
+    truth_paths = {view.name: view.image for view in scene.test}
+    if transforms is not None:
+        frames = {f.name: f for f in load_transforms(transforms).split("test")}
+        lacking = sorted(set(truth_paths) - set(frames))
+        if lacking:
+            raise UserError(
+                f"{transforms}: no test frame for view(s) {', '.join(lacking)}; rerun the poses stage"
+            )
+        truth_paths = {name: frames[name].image for name in truth_paths}
     views = []
     for view in scene.test:
+        truth_path = truth_paths[view.name]
         render_path = Path(render_dir) / "test" / f"{view.name}.png"
         if not render_path.is_file():
             raise UserError(
                 f"{render_path}: render of test view {view.name} not found; rerun the render stage"
             )
-        truth, render = read_image(view.image), read_image(render_path)
+        truth, render = read_image(truth_path), read_image(render_path)
         if render.shape != truth.shape:
             raise UserError(
                 f"{render_path}: render is {render.shape[1]}x{render.shape[0]}, ground truth "
-                f"{view.image} is {truth.shape[1]}x{truth.shape[0]}; rerun the render stage"
+                f"{truth_path} is {truth.shape[1]}x{truth.shape[0]}; rerun the render stage"
             )
         mask = test_masks.get(view.name)
         if mask is not None and mask.shape != truth.shape[:2]:
@@ -329,15 +343,19 @@ def run(
     nerf_dir: Path | None,
     output_json: Path,
     backbones: Any = None,
+    transforms: Path | None = None,
 ) -> None:
     """Score the renders in ``render_dir`` and write ``output_json`` and the files beside it.
 
     ``backbones`` (a :class:`~.backbones.Backbones`) replaces loading the networks from their
     weight files; tests use it to inject tiny random networks (a test of the plumbing only).
+    ``transforms`` (the poses stage's file) names the ground-truth images; see the module doc.
     """
     started = time.perf_counter()
     output_json = Path(output_json)
-    scene_name, views = _load_views(Path(scene_dir), Path(masks_dir), Path(render_dir))
+    scene_name, views = _load_views(
+        Path(scene_dir), Path(masks_dir), Path(render_dir), transforms and Path(transforms)
+    )
     wanted = set(settings.metrics)
     rows: list[dict[str, Any]] = [{"name": v.name} for v in views]
     missing: dict[str, str] = {}
