@@ -120,3 +120,17 @@ def test_full_size_gpu_config_is_valid_on_top_of_the_default(tmp_path):
     assert pipeline.customize_params("spinnerf_1", "scene")["diffusion"]["model"].startswith(
         "stabilityai/"
     )
+
+
+def test_benchmark_files_are_the_jobs_that_run():
+    config = shipped_config()
+    config["run_variants"] = ["full", "no_customize", "no_adv_lpips"]
+    files = Pipeline(config).benchmark_files()
+    assert "results/benchmarks/prepare/synthetic.tsv" in files
+    assert "results/benchmarks/customize/synthetic-scene.tsv" in files
+    assert "results/benchmarks/customize/synthetic-none.tsv" not in files
+    assert "results/benchmarks/inpaint/synthetic-none.tsv" in files
+    assert "results/benchmarks/train/synthetic-no_customize.tsv" in files
+    assert (
+        len(files) == len(set(files)) == 3 + 1 + 2 + 3 * len(Pipeline(config).runnable_variants())
+    )

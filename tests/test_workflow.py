@@ -10,7 +10,13 @@ import pytest
 from PIL import Image
 
 from helpers import REPO, write_known_transforms, write_plain_scene
-from workflow_helpers import jobs_that_would_run, shipped_config, snakemake, write_config
+from workflow_helpers import (
+    dry_run_resources,
+    jobs_that_would_run,
+    shipped_config,
+    snakemake,
+    write_config,
+)
 
 pytestmark = pytest.mark.workflow
 
@@ -96,3 +102,15 @@ def test_editing_the_package_reruns_the_stages_that_run_that_code(folder_scene_r
     poses.write_text(poses.read_text() + "# an edit\n")
     jobs = jobs_that_would_run(work, "--snakefile", str(copy / "Snakefile"), "results/room/masks")
     assert jobs == {"poses": 1, "masks": 1}  # prepare does not run poses.py
+
+
+def test_gpu_stages_declare_one_gpu_for_a_local_single_gpu_run(tmp_path):
+    """`snakemake --cores all --resources gpu=1` runs GPU jobs one at a time beside CPU jobs."""
+    write_config(tmp_path, shipped_config())
+    result = snakemake(
+        tmp_path, "--resources", "gpu=1", "--dry-run", "--forceall", "--", "results/table.csv"
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    for rule, resources in dry_run_resources(result.stdout + result.stderr):
+        expected = {"customize": "1", "inpaint": "1", "train": "1", "render": "1", "evaluate": "0"}
+        assert resources.get("gpu") == expected.get(rule), (rule, resources)

@@ -51,15 +51,17 @@ def snakemake_command(directory: Path) -> list[str]:
     ]
 
 
-def snakemake(directory: Path, *args: str, timeout: float = 1800) -> subprocess.CompletedProcess:
+def snakemake(
+    directory: Path, *args: str, timeout: float = 1800, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     """``snakemake --snakefile <repo>/Snakefile --directory <directory> --cores 2 <args>``, run in
-    ``directory``."""
+    ``directory``; ``env`` adds to (or replaces) :func:`snakemake_env`'s variables."""
     command = [*snakemake_command(directory), "--cores", "2", *args]
     return subprocess.run(
         command,
         capture_output=True,
         text=True,
-        env=snakemake_env(),
+        env={**snakemake_env(), **(env or {})},
         timeout=timeout,
         cwd=directory,  # relative paths on the command line are the user's: from the work folder
     )
@@ -70,6 +72,19 @@ def jobs_that_would_run(directory: Path, *args: str) -> dict[str, int]:
     result = snakemake(directory, "--dry-run", "--quiet=rules", *args)
     assert result.returncode == 0, result.stderr + result.stdout
     return job_stats(result.stdout + result.stderr)
+
+
+def dry_run_resources(output: str) -> list[tuple[str, dict[str, str]]]:
+    """(rule, resources) of every job in a ``--dry-run`` printout."""
+    import re
+
+    jobs: list[tuple[str, dict[str, str]]] = []
+    for line in output.splitlines():
+        if match := re.match(r"^(?:local)?rule (\w+):$", line):
+            jobs.append((match[1], {}))
+        elif (match := re.match(r"^\s+resources: (.*)$", line)) and jobs:
+            jobs[-1][1].update(item.split("=", 1) for item in match[1].split(", "))
+    return jobs
 
 
 def job_stats(output: str) -> dict[str, int]:

@@ -285,6 +285,26 @@ class Pipeline:
     def evaluate_params(self, scene: str) -> dict[str, Any]:
         return self._settings(EvaluateSettings, self.section(scene, "evaluate"), "evaluate")
 
+    def evaluate_gpus(self, scene: str) -> int:
+        """GPUs the evaluate job asks for: one when a backbone it computes a metric with (LPIPS's
+        AlexNet, Inception) has its weights here and may run on a GPU, none otherwise (PSNR and
+        SSIM alone take a second on the CPU)."""
+        from os.path import expanduser
+
+        from .evaluate.backbones import default_alexnet_path, inception_candidates
+
+        settings = self.evaluate_params(scene)
+        if settings["device"] == "cpu":
+            return 0
+        wanted = set(settings["metrics"])
+        given = settings["alexnet_weights"]
+        alexnet = Path(expanduser(given)) if given else default_alexnet_path()
+        given = settings["inception_weights"]
+        inception = [Path(expanduser(given))] if given else inception_candidates()
+        lpips = bool(wanted & {"lpips", "m_lpips"}) and alexnet.is_file()
+        fid = bool(wanted & {"fid", "kid"}) and any(p.is_file() for p in inception)
+        return int(lpips or fid)
+
     def table_params(self) -> dict[str, Any]:
         return to_dict(self.config.table)
 
@@ -320,6 +340,31 @@ class Pipeline:
             }
             for v in self.variants
         ]
+
+    def benchmark_files(self) -> list[str]:
+        """The ``benchmark:`` files of every job the table summarises (the jobs of the scenes
+        and variants that run; ``results/benchmarks/<stage>/<job>.tsv``)."""
+        variants = self.runnable_variants()
+        used = list(dict.fromkeys(self.customization_of(v) for v in variants))
+        jobs = [
+            *(("prepare", s) for s in self.scenes),
+            *(("poses", s) for s in self.scenes),
+            *(("masks", s) for s in self.scenes),
+            *(
+                ("customize", f"{s}-{c}")
+                for s in self.scenes
+                for c in used
+                if c != NO_CUSTOMIZATION
+            ),
+            *(("inpaint", f"{s}-{c}") for s in self.scenes for c in used),
+            *(
+                (stage, f"{s}-{v}")
+                for stage in ("train", "render", "evaluate")
+                for s in self.scenes
+                for v in variants
+            ),
+        ]
+        return [f"results/benchmarks/{stage}/{job}.tsv" for stage, job in jobs]
 
     # --------------------------------------------------------------- cluster resources
     def scene_pixels(self, scene: str) -> tuple[int, int]:

@@ -203,7 +203,38 @@ def test_timings_from_snakemake_benchmarks(two_scenes, tmp_path):
     (bench / "render").mkdir()
     (bench / "render" / "broken.tsv").write_text("")
     out = tmp_path / "results" / "table.csv"
-    table.run(table.TableSettings(), two_scenes, out, ["full"], benchmarks=bench)
+    table.run(table.TableSettings(), two_scenes, out, ["full"], benchmarks=[bench])
     rows = _read(out.with_name("timings.csv"))
     assert [(r["stage"], r["job"]) for r in rows] == [("prepare", "lego"), ("train", "lego-full")]
     assert float(rows[1]["seconds"]) == 120.5 and float(rows[1]["max_rss_mb"]) == 512.5
+
+
+def test_only_skipped_variants_give_a_table_and_a_sheet_per_scene(tmp_path):
+    """`run_variants: [adv_lpips]` without AlexNet weights: nothing ran, the table says why."""
+    from maldnerf.cli import main
+
+    out = tmp_path / "results" / "table.csv"
+    variants = json.dumps([{"name": "adv_lpips", "skipped": "not run: needs AlexNet weights"}])
+    assert (
+        main(
+            ["table", "--metrics", "--scenes", "lego", "--variants", variants, "--output", str(out)]
+        )
+        == 0
+    )
+    (row,) = _read(out)
+    assert row["variant"] == "adv_lpips" and row["n_scenes"] == "0"
+    assert "not run: needs AlexNet weights" in row["notes"]
+    assert (tmp_path / "results" / "lego" / "contact_sheet.png").is_file()
+
+
+def test_timings_of_the_listed_jobs_only(two_scenes, tmp_path):
+    bench = tmp_path / "benchmarks"
+    header = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
+    for job in ("lego", "removed_scene"):
+        (bench / "prepare").mkdir(parents=True, exist_ok=True)
+        (bench / "prepare" / f"{job}.tsv").write_text(header + "2\t0\t1\t1\t1\t1\t1\t1\t1\t1\n")
+    out = tmp_path / "results" / "table.csv"
+    listed = [bench / "prepare" / "lego.tsv", bench / "poses" / "lego.tsv"]  # poses: not run
+    table.run(table.TableSettings(), two_scenes, out, ["full"], benchmarks=listed)
+    rows = _read(out.with_name("timings.csv"))
+    assert [(r["stage"], r["job"]) for r in rows] == [("prepare", "lego")]

@@ -14,7 +14,10 @@ from workflow_helpers import snakemake_command, snakemake_env
 
 SLURM_PROFILE = REPO / "workflow" / "profiles" / "slurm"
 CI_PROFILE = REPO / "tests" / "slurm" / "profile"
-GPU_STAGES = ("customize", "inpaint", "train", "render", "evaluate")
+PROFILE_GPU_STAGES = ("customize", "inpaint", "train", "render")
+"""Stages the Slurm profile gives one GPU."""
+GPU_STAGES = (*PROFILE_GPU_STAGES, "evaluate")
+"""Stages that may run on a GPU (evaluate asks for one itself, only with backbone weights)."""
 CPU_STAGES = ("prepare", "poses", "masks", "table")
 
 
@@ -29,9 +32,9 @@ def gpu_off_overrides(profile: Path = SLURM_PROFILE) -> list[str]:
 
     On the command line, ``--set-resources`` replaces the profile's whole set-resources mapping,
     so every other per-rule entry is carried over unchanged; only gpu becomes 0 and gpu_model
-    goes away.
+    goes away. Evaluate's own GPU request (with backbone weights) is zeroed too.
     """
-    overrides = []
+    overrides = ["evaluate:gpu=0"]
     for rule, resources in (load_profile(profile).get("set-resources") or {}).items():
         for name, value in resources.items():
             if name == "gpu":

@@ -14,11 +14,12 @@ from slurm_helpers import (
     CI_PROFILE,
     CPU_STAGES,
     GPU_STAGES,
+    PROFILE_GPU_STAGES,
     SLURM_PROFILE,
     gpu_off_overrides,
     load_profile,
 )
-from workflow_helpers import shipped_config, snakemake, write_config
+from workflow_helpers import dry_run_resources, shipped_config, snakemake, write_config
 
 
 def read_profile_as_snakemake(*extra: str):
@@ -38,8 +39,9 @@ def test_profile_asks_one_gpu_for_gpu_stages_only(monkeypatch):
     args = read_profile_as_snakemake("--dry-run")
     assert args.executor == "slurm"
     assert args.slurm_status_command == "squeue"  # no sacct needed (clusters without accounting)
-    for stage in GPU_STAGES:
+    for stage in PROFILE_GPU_STAGES:
         assert args.set_resources[stage]["gpu"].value == 1, stage
+    assert "evaluate" not in args.set_resources  # its rule asks only with backbone weights
     for stage in CPU_STAGES:
         assert "gpu" not in args.set_resources.get(stage, {}), stage
     for resources in [args.default_resources, *args.set_resources.values()]:
@@ -94,9 +96,8 @@ def sbatch_call(rule: str, threads: int, **resources) -> str:
 
 @pytest.mark.parametrize("stage", GPU_STAGES)
 def test_gpu_stage_becomes_sbatch_gpus(stage):
-    requested = {
-        name: r.value for name, r in read_profile_as_snakemake().set_resources[stage].items()
-    }
+    profile = read_profile_as_snakemake().set_resources
+    requested = {name: r.value for name, r in profile.get(stage, {}).items()} or {"gpu": 1}
     call = sbatch_call(stage, threads=4, mem_mb=16000, runtime=120, **requested)
     assert re.search(r" --gpus=1(\s|$)", call), call
     assert "--gres" not in call and "--ntasks" not in call, call
@@ -113,35 +114,39 @@ def test_cpu_stage_asks_for_cpus_only():
     assert " --ntasks=1" in call and " --cpus-per-task=4" in call, call
 
 
-def dry_run_resources(output: str) -> list[tuple[str, dict[str, str]]]:
-    """(rule, resources) of every job in a ``--dry-run`` printout."""
-    jobs: list[tuple[str, dict[str, str]]] = []
-    for line in output.splitlines():
-        if match := re.match(r"^(?:local)?rule (\w+):$", line):
-            jobs.append((match[1], {}))
-        elif (match := re.match(r"^\s+resources: (.*)$", line)) and jobs:
-            jobs[-1][1].update(item.split("=", 1) for item in match[1].split(", "))
-    return jobs
-
-
-def test_dry_run_with_profile_gives_gpu_jobs_one_gpu(tmp_path: Path, monkeypatch):
+@pytest.mark.parametrize("weights", [False, True], ids=["no-backbone-weights", "alexnet-weights"])
+def test_dry_run_with_profile_gives_gpu_jobs_one_gpu(tmp_path: Path, monkeypatch, weights):
     pytest.importorskip("snakemake_executor_plugin_slurm")
     monkeypatch.setenv("SBATCH_PARTITION", "gpu_a100")
-    write_config(tmp_path, shipped_config())
-    listed = snakemake(tmp_path, "--list-rules")
-    assert listed.returncode == 0, listed.stderr[-2000:]
-    rules = set(listed.stdout.split())
-    targets = ["results/table.csv"] if "table" in rules else []
+    torch_home = tmp_path / "torch"
+    if weights:  # only its presence matters to the plan
+        alexnet = torch_home / "hub" / "checkpoints" / "alexnet-owt-7be5be79.pth"
+        alexnet.parent.mkdir(parents=True)
+        alexnet.write_bytes(b"placeholder")
+    work = tmp_path / "work"
+    write_config(work, shipped_config())
     profile = ["--workflow-profile", str(SLURM_PROFILE)]
-    result = snakemake(tmp_path, *profile, "--dry-run", "--forceall", "--", *targets)
+    result = snakemake(
+        work,
+        *profile,
+        "--dry-run",
+        "--forceall",
+        "--",
+        "results/table.csv",
+        env={"TORCH_HOME": str(torch_home)},
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     jobs = dry_run_resources(result.stdout + result.stderr)
     planned = {rule for rule, _ in jobs}
-    assert {"prepare", "poses", "masks"} <= planned
-    assert set(GPU_STAGES) & rules <= planned  # every GPU stage the workflow has is checked
+    assert {*CPU_STAGES, *GPU_STAGES} <= planned
     for rule, resources in jobs:
         if rule == "all":
             continue
         assert resources.get("slurm_partition") == "gpu_a100", (rule, resources)
-        assert resources.get("gpu") == ("1" if rule in GPU_STAGES else None), (rule, resources)
+        if rule == "evaluate":
+            assert resources.get("gpu") == ("1" if weights else "0"), resources
+        else:
+            assert resources.get("gpu") == ("1" if rule in GPU_STAGES else None), (rule, resources)
         assert "runtime" in resources and "mem_mb" in resources, (rule, resources)
+    trains = sum(rule == "train" for rule, _ in jobs)
+    assert trains == (6 if weights else 4)  # the LPIPS variants run only with AlexNet weights

@@ -17,7 +17,7 @@ rule evaluate:
         "../../envs/maldnerf.yaml"
     threads: 2
     resources:
-        gpu=1,
+        gpu=lambda wc: PIPELINE.evaluate_gpus(wc.scene),  # only with LPIPS/Inception weights
         mem_mb=lambda wc: PIPELINE.resources("evaluate", wc.scene)["mem_mb"],
         runtime=lambda wc: PIPELINE.resources("evaluate", wc.scene)["runtime"],
     params:
@@ -60,7 +60,10 @@ rule table:
         code=stage_digest("table"),  # the package code the stage runs
         settings=lambda wc: settings_json(PIPELINE.table_params()),
         variants=lambda wc: settings_json(PIPELINE.table_variants()),
+        scenes=list(PIPELINE.scenes),
+        benchmarks=PIPELINE.benchmark_files(),
     shell:
         "python -m maldnerf --threads {threads} table --metrics {input.metrics:q}"
-        " --variants {params.variants:q} --benchmarks results/benchmarks"
+        " --scenes {params.scenes:q} --variants {params.variants:q}"
+        " --benchmarks {params.benchmarks:q}"
         " --output {output.table:q} --settings {params.settings:q} 2> {log:q}"

@@ -45,9 +45,16 @@ def add_table_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--metrics",
         required=True,
-        nargs="+",
+        nargs="*",
         type=Path,
-        help="metrics files results/{scene}/metrics/{variant}.json (scene and variant from the path)",
+        help="metrics files results/{scene}/metrics/{variant}.json (scene and variant from the "
+        "path); none when no requested variant can run here",
+    )
+    parser.add_argument(
+        "--scenes",
+        nargs="*",
+        default=None,
+        help="scenes to write contact sheets for (default: those with metrics files)",
     )
     parser.add_argument(
         "--variants",
@@ -85,8 +92,10 @@ def add_table_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--benchmarks",
         type=Path,
+        nargs="*",
         default=None,
-        help="Snakemake benchmark folder (<stage>/<job>.tsv); writes a timings CSV",
+        help="Snakemake benchmark files <stage>/<job>.tsv (or folders holding them) of the jobs "
+        "to summarise; writes a timings CSV",
     )
     parser.add_argument(
         "--timings",
@@ -125,4 +134,5 @@ def table(args: argparse.Namespace) -> None:
         sheets_dir=args.sheets_dir,
         benchmarks=args.benchmarks,
         timings_csv=args.timings,
+        sheet_scenes=args.scenes,
     )

@@ -395,18 +395,24 @@ def contact_sheet(
     return assemble(["ground truth", "mask", *variants], rows)
 
 
-def timings(benchmarks: Path) -> list[dict[str, Any]]:
-    """Wall time, peak memory and CPU time of every job from Snakemake's benchmark files.
+def timings(benchmarks: list[Path]) -> list[dict[str, Any]]:
+    """Wall time, peak memory and CPU time of jobs from Snakemake's benchmark files.
 
-    ``benchmarks/<stage>/<job>.tsv`` (Snakemake's ``benchmark:`` format); the table's own
+    ``benchmarks``: files ``<stage>/<job>.tsv`` (Snakemake's ``benchmark:`` format), or folders
+    holding them (every ``*/*.tsv`` inside); files that do not exist are skipped. The table's own
     benchmark is left out (it describes the previous run).
     """
     import pandas as pd
 
     order = ["prepare", "poses", "masks", "customize", "inpaint", "train", "render", "evaluate"]
     rows = []
-    files = sorted(Path(benchmarks).glob("*/*.tsv")) if Path(benchmarks).is_dir() else []
+    files = []
+    for item in map(Path, benchmarks):
+        files.extend(sorted(item.glob("*/*.tsv")) if item.is_dir() else [item])
     for path in files:
+        if not path.is_file():
+            log.warning("%s: no benchmark file (job not run by Snakemake?); not in timings", path)
+            continue
         stage = path.parent.name
         if stage == "table":
             continue
@@ -447,16 +453,19 @@ def run(
     markdown_path: Path | None = None,
     plot_path: Path | None = None,
     sheets_dir: Path | None = None,
-    benchmarks: Path | None = None,
+    benchmarks: list[Path] | None = None,
     timings_csv: Path | None = None,
+    sheet_scenes: list[str] | None = None,
 ) -> list[dict[str, Any]]:
     """Write the table and its companions; returns the rows of ``table.csv``.
 
     ``variants``: names in row order, or :class:`Variant` / ``{"name", "description",
     "skipped"}`` mappings (see :func:`parse_variants`). Companions default to
     ``table_per_scene.csv``, ``table.md`` and ``metrics.png`` beside ``output_csv`` and contact
-    sheets to ``<output_csv folder>/{scene}/contact_sheet.png``. With ``benchmarks`` (Snakemake's
-    benchmark folder) ``timings.csv`` (or ``timings_csv``) lists each job's time and memory.
+    sheets to ``<output_csv folder>/{scene}/contact_sheet.png``, one per scene in ``sheet_scenes``
+    (default: the scenes with metrics files; a scene without any has a sheet that says so). With ``benchmarks`` (Snakemake's benchmark files or
+    folders, see :func:`timings`) ``timings.csv`` (or ``timings_csv``) lists each job's time and
+    memory.
     """
     import pandas as pd
 
@@ -517,13 +526,13 @@ def run(
     csv(per_scene, SCENE_COLUMNS, per_scene_csv)
     atomic.write_text(markdown_path, markdown(table, per_scene))
     plot(table, plot_path)
-    for scene in scenes:
+    for scene in dict.fromkeys([*(sheet_scenes or []), *scenes]):
         write_image(
             sheets_dir / scene / "contact_sheet.png",
-            contact_sheet(settings, scene, ran, records[scene]),
+            contact_sheet(settings, scene, ran, records.get(scene, {})),
         )
     if benchmarks is not None or timings_csv is not None:
-        rows = timings(Path(benchmarks)) if benchmarks is not None else []
+        rows = timings(list(benchmarks)) if benchmarks is not None else []
         csv(rows, TIMING_COLUMNS, Path(timings_csv or folder / "timings.csv"))
     log.info("table: %d variants x %d scenes -> %s", len(order), len(scenes), output_csv)
     return table
