@@ -134,3 +134,24 @@ def test_benchmark_files_are_the_jobs_that_run():
     assert (
         len(files) == len(set(files)) == 3 + 1 + 2 + 3 * len(Pipeline(config).runnable_variants())
     )
+
+
+def test_resources_grow_with_the_scene_and_fit_a_common_node_at_full_size(tmp_path):
+    from maldnerf.config import deep_merge
+
+    small = Pipeline(shipped_config())
+    override = yaml.safe_load((REPO / "configs" / "spinnerf_gpu.yaml").read_text())
+    config = deep_merge(shipped_config(), override)
+    config["scenes"] = [
+        {
+            "name": "big",
+            "source": "synthetic",
+            "synthetic": {"width": 1008, "height": 567, "n_train": 60, "n_test": 40},
+        }
+    ]
+    big = Pipeline(config)
+    for stage in ("customize", "inpaint", "train", "render", "evaluate"):
+        low, high = small.resources(stage, "synthetic"), big.resources(stage, "big")
+        assert low["mem_mb"] < high["mem_mb"] <= 32000, stage  # a 32 GB share of a GPU node
+        assert low["runtime"] <= high["runtime"], stage
+    assert big.resources("train", "big")["runtime"] >= 120  # 25 000 iterations

@@ -400,8 +400,13 @@ class Pipeline:
     def resources(self, stage: str, scene: str, variant: str | None = None) -> dict[str, int]:
         """Default ``mem_mb`` (host memory) and ``runtime`` (minutes) of a GPU stage's job.
 
-        They grow with the scene's size and the iteration counts, with generous margins; a
-        profile's ``set-resources`` overrides them per rule.
+        Host memory = a base (Python, PyTorch and CUDA libraries, the diffusion model while it
+        loads: ~2 GB for ``tiny``, ~12 GB for Stable Diffusion) + a per-megapixel share of the
+        scene's images (all views): 50 MB/MP for the diffusion stages (8-bit images and masks,
+        windows), 200 MB/MP for train (images, targets, masks, float ray origins/directions,
+        dataset-update snapshots), 100 MB/MP for render/evaluate. Measured at the default size
+        (0.6 MP): train peaks at ~1.1 GB, customize and inpaint at ~1.0 GB. Runtime grows with the
+        steps and iterations. A profile's ``set-resources`` overrides both per rule.
         """
         pixels, views = self.scene_pixels(scene)
         megapixels = pixels * views / 1e6
@@ -410,15 +415,15 @@ class Pipeline:
         if stage == "customize":
             steps = max(c.steps for c in self.config.customizations.values())
             runtime = 10 + steps // (200 if full_model else 1000)
-            return {"mem_mb": model_mb + int(400 * megapixels), "runtime": runtime}
+            return {"mem_mb": model_mb + int(50 * megapixels), "runtime": runtime}
         if stage == "inpaint":
-            return {"mem_mb": model_mb + int(400 * megapixels), "runtime": 10 + int(views // 4)}
+            return {"mem_mb": model_mb + int(50 * megapixels), "runtime": 10 + int(views // 4)}
         if stage == "train":
             nerf = self.train_params(scene, variant or self.variants[0])["nerf"]
             runtime = 15 + nerf["iterations"] // 200
-            return {"mem_mb": model_mb + 4000 + int(1200 * megapixels), "runtime": runtime}
+            return {"mem_mb": model_mb + 2000 + int(200 * megapixels), "runtime": runtime}
         if stage in ("render", "evaluate"):
-            return {"mem_mb": 4000 + int(600 * megapixels), "runtime": 10 + int(views // 4)}
+            return {"mem_mb": 4000 + int(100 * megapixels), "runtime": 10 + int(views // 4)}
         raise ValueError(f"no resource model for stage {stage}")
 
 
