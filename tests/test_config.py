@@ -155,3 +155,12 @@ def test_resources_grow_with_the_scene_and_fit_a_common_node_at_full_size(tmp_pa
         assert low["mem_mb"] < high["mem_mb"] <= 32000, stage  # a 32 GB share of a GPU node
         assert low["runtime"] <= high["runtime"], stage
     assert big.resources("train", "big")["runtime"] >= 120  # 25 000 iterations
+
+
+def test_train_reads_the_diffusion_settings_only_with_the_dataset_update():
+    config = shipped_config()
+    config["variants"]["no_idu"] = {"idu": {"enabled": False}}
+    config["run_variants"] = ["full", "no_idu"]
+    pipeline = Pipeline(config)
+    assert "diffusion" in pipeline.train_params("synthetic", "full")
+    assert "diffusion" not in pipeline.train_params("synthetic", "no_idu")

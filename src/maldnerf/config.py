@@ -268,15 +268,17 @@ class Pipeline:
         }
 
     def train_params(self, scene: str, variant: str) -> dict[str, Any]:
-        """Settings of train: the variant's NeRF and IDU settings, and the diffusion model that
-        re-inpaints the targets when IDU is on."""
+        """Settings of train: the variant's NeRF and IDU settings, and, when IDU is on, the
+        diffusion and inpaint settings of the model that re-inpaints the targets."""
         config = self.config.variants[variant]
         nerf = deep_merge(self.section(scene, "nerf"), config.nerf)
-        idu = deep_merge(self.section(scene, "idu"), config.idu)
+        idu = self._settings(
+            IduSettings, deep_merge(self.section(scene, "idu"), config.idu), f"variants.{variant}.idu"
+        )
         return {
             "nerf": self._settings(NerfSettings, nerf, f"variants.{variant}.nerf"),
-            "idu": self._settings(IduSettings, idu, f"variants.{variant}.idu"),
-            **self.inpaint_params(scene),
+            "idu": idu,
+            **(self.inpaint_params(scene) if idu["enabled"] else {}),
         }
 
     def render_params(self, scene: str) -> dict[str, Any]:
@@ -318,8 +320,8 @@ class Pipeline:
         """
         from .evaluate.backbones import default_alexnet_path
 
-        nerf = deep_merge(to_dict_value(self.config.nerf), self.config.variants[variant].nerf)
-        if nerf.get("inpainted_loss") != "lpips":
+        losses = {self.train_params(s, variant)["nerf"]["inpainted_loss"] for s in self.scenes}
+        if "lpips" not in losses:  # in any scene (scenes may override nerf settings)
             return None
         weights = default_alexnet_path()
         if weights.is_file():
