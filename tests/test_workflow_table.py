@@ -48,7 +48,6 @@ def test_table_lists_every_requested_variant(finished_run):
     rows = {row["variant"]: row for row in read_table(workdir)}
     assert list(rows) == config["run_variants"]
     for name, row in rows.items():
-        assert row["notes"], f"{name}: notes should say what is missing (no backbone weights here)"
         if row["n_scenes"] == "0":
             assert "not run:" in row["notes"] and row["psnr"] == ""
             continue
@@ -63,6 +62,8 @@ def test_table_lists_every_requested_variant(finished_run):
             assert math.isfinite(float(row[metric])), f"{name}.{metric} = {row[metric]!r}"
         assert 5 < float(row["psnr"]) < 60 and 0 < float(row["ssim"]) <= 1
         assert int(row["n_views"]) == 4 and float(row["train_seconds"]) > 0
+        # The tests' torch hub is empty: LPIPS is missing, with the reason in the notes.
+        assert row["lpips"] == "" and "AlexNet weights not found" in row["notes"], name
     assert rows["full"]["lpips"] == "" and "AlexNet weights not found" in rows["full"]["notes"]
     for extra in (
         "table_per_scene.csv",
@@ -84,7 +85,9 @@ def test_report_builds(finished_run):
     workdir, _ = finished_run
     result = snakemake(workdir, "results/table.csv", "--report", "report.html")
     assert result.returncode == 0, result.stderr[-3000:]
-    assert (workdir / "report.html").stat().st_size > 10_000
+    html = (workdir / "report.html").read_text()
+    for item in ("table.csv", "metrics.png", "contact_sheet.png", "Contact sheets"):
+        assert item in html, f"{item} not in the report"
 
 
 def changed(workdir, config, change) -> dict[str, int]:

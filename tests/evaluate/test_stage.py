@@ -250,3 +250,42 @@ def test_ground_truth_comes_from_the_poses_file_when_given(toy_scene, tmp_path):
             tmp_path / "m2" / "v.json",
             transforms=transforms,
         )
+
+
+def test_masked_lpips_sees_only_the_mask_bounding_box_plumbing(tmp_path):
+    """PLUMBING: a render that differs only outside the mask's box has M-LPIPS 0, LPIPS > 0;
+    one that differs inside the box has M-LPIPS > 0."""
+    from PIL import Image
+
+    files = make_scene(tmp_path / "box", offset=0)  # mask rows 12:24, columns 21:32 of 64x48
+
+    def shift(rows: slice, cols: slice, folder) -> None:
+        for name in files.names:
+            path = files.render / "test" / f"{name}.png"
+            image = np.asarray(Image.open(path)).copy()
+            image[rows, cols] = 255 - image[rows, cols]
+            Image.fromarray(image).save(folder / "test" / f"{name}.png")
+
+    outside = tmp_path / "outside"
+    (outside / "test").mkdir(parents=True)
+    shift(slice(40, 48), slice(50, 64), outside)  # beyond the box grown to 32 px a side
+    inside = tmp_path / "inside"
+    (inside / "test").mkdir(parents=True)
+    shift(slice(12, 24), slice(21, 32), inside)
+    backbones = tiny_backbones()
+    results = {}
+    for label, render in (("outside", outside), ("inside", inside)):
+        output = tmp_path / label / "v.json"
+        run(
+            from_dict(EvaluateSettings, NO_WEIGHTS),
+            files.scene,
+            files.masks,
+            render,
+            None,
+            output,
+            backbones=backbones,
+        )
+        results[label] = json.loads(output.read_text())["means"]
+    assert results["outside"]["m_lpips"] == pytest.approx(0.0, abs=1e-6)
+    assert results["outside"]["lpips"] > 1e-4
+    assert results["inside"]["m_lpips"] > 1e-4
