@@ -2,7 +2,9 @@ import argparse
 import subprocess
 import sys
 
-from maldnerf.cli import build_parser
+import pytest
+
+from maldnerf.cli import SETTINGS_CLASSES, build_parser, main
 
 
 def run_cli(*args, cwd=None):
@@ -48,3 +50,18 @@ def test_user_errors_are_one_line_without_traceback(tmp_path):
     )
     assert result.returncode == 2 and "not valid JSON" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("stage", sorted(SETTINGS_CLASSES))
+def test_help_lists_every_setting_of_the_stage(stage, capsys):
+    import dataclasses
+    import importlib
+
+    with pytest.raises(SystemExit):
+        main([stage, "--help"])
+    text = capsys.readouterr().out
+    module, name = SETTINGS_CLASSES[stage].split(":")
+    settings = getattr(importlib.import_module(f"maldnerf.{module}"), name)
+    assert "settings (keys of --settings; [default]):" in text
+    for field in dataclasses.fields(settings):
+        assert f"  {field.name}" in text, f"{stage} --help lacks {field.name}"

@@ -36,8 +36,41 @@ INPUTS = {
     "targets": "inpaint folder of the inpaint stage: the initial inpainting targets",
     "nerf": "NeRF folder of the train stage",
 }
+SETTINGS_CLASSES = {
+    "prepare": "prepare.stage:PrepareSettings",
+    "poses": "poses:PosesSettings",
+    "masks": "masks:MaskSettings",
+    "customize": "commands:CustomizeCommand",
+    "inpaint": "commands:InpaintCommand",
+    "train": "commands:TrainCommand",
+    "render": "nerf.settings:RenderSettings",
+    "evaluate": "evaluate.stage:EvaluateSettings",
+    "table": "evaluate.table:TableSettings",
+}
+"""The dataclass behind each stage's ``--settings`` (module in the package : class)."""
+
 CUSTOMIZATION_HELP = "customisation folder of the customize stage, or 'none' for the base model"
 RESUME_HELP = "folder for resumable checkpoints, outside --output (kept when the stage fails)"
+
+
+class StageParser(argparse.ArgumentParser):
+    """A subcommand whose ``--help`` ends with every key of its ``--settings`` (read from the
+    settings dataclass only when help is shown)."""
+
+    def __init__(self, *args, settings: str | None = None, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        super().__init__(*args, **kwargs)
+        self.settings = settings
+
+    def format_help(self) -> str:
+        if self.settings and not self.epilog:
+            from .schema import settings_help
+
+            module, name = self.settings.split(":")
+            self.epilog = settings_help(
+                getattr(importlib.import_module(f"maldnerf.{module}"), name)
+            )
+        return super().format_help()
 
 
 def _stage_parser(
@@ -51,7 +84,7 @@ def _stage_parser(
     resume: bool = False,
 ) -> argparse.ArgumentParser:
     """A subcommand with required ``--<input>`` paths, ``--output`` and ``--settings``."""
-    parser = commands.add_parser(name, help=help_text)
+    parser = commands.add_parser(name, help=help_text, settings=SETTINGS_CLASSES[name])
     for item in inputs:
         parser.add_argument(f"--{item}", required=True, type=Path, help=INPUTS[item])
     if customization:
@@ -89,7 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="CPU threads for PyTorch and COLMAP (default: all cores)",
     )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="STAGE")
+    commands = parser.add_subparsers(
+        dest="command", required=True, metavar="STAGE", parser_class=StageParser
+    )
 
     p = _stage_parser(
         commands,
@@ -153,11 +188,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .evaluate.commands import add_evaluate_arguments, add_table_arguments
 
-    p = commands.add_parser("evaluate", help="score the renders of the test views")
+    p = commands.add_parser(
+        "evaluate",
+        help="score the renders of the test views",
+        settings=SETTINGS_CLASSES["evaluate"],
+    )
     add_evaluate_arguments(p)
     p.set_defaults(run=_stage("evaluate.commands", "evaluate"))
 
-    p = commands.add_parser("table", help="the results table, plots and contact sheets")
+    p = commands.add_parser(
+        "table",
+        help="the results table, plots and contact sheets",
+        settings=SETTINGS_CLASSES["table"],
+    )
     add_table_arguments(p)
     p.set_defaults(run=_stage("evaluate.commands", "table"))
 

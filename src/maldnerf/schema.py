@@ -129,3 +129,26 @@ def render_schema() -> str:
         "# Every property's description is the docstring of the field it mirrors.\n"
     )
     return header + yaml.safe_dump(build_schema(), sort_keys=False, width=100, allow_unicode=True)
+
+
+def settings_help(cls: type, width: int = 100) -> str:
+    """Every key of a stage's ``--settings`` (nested keys dotted), its doc and default, as text
+    for ``--help``."""
+    lines = ["settings (keys of --settings; [default]):"]
+
+    def walk(klass: type, prefix: str) -> None:
+        docs = field_docs(klass)
+        hints = typing.get_type_hints(klass)
+        defaults = klass()
+        for item in dataclasses.fields(klass):
+            name, value = prefix + item.name, getattr(defaults, item.name)
+            if dataclasses.is_dataclass(hints[item.name]):
+                walk(hints[item.name], name + ".")
+                continue
+            text = f"{docs.get(item.name, '')} [{_plain(value)!r}]".strip()
+            lines.extend(
+                textwrap.wrap(text, width, initial_indent=f"  {name}: ", subsequent_indent=" " * 6)
+            )
+
+    walk(cls, "")
+    return "\n".join(lines)
