@@ -7,7 +7,7 @@ for masks from a 3D box, the box in the coordinates of those poses. Output folde
     train/<name>.png    dilated object mask of each training view, 0/255 (255 = object)
     test/<name>.png     dilated mask of where the object would be in each test view (if known)
     masks.json          {"dilation": px, "source": ..., "coverage": {name: fraction}, "test_masks": bool}
-    contact_sheet.png   each training view with its mask overlaid in red, for a quick look
+    contact_sheet.png   each training view | the same with its mask overlaid in red, for a quick look
 
 Read back with :func:`load_masks`.
 """
@@ -151,9 +151,10 @@ def _clip_near(polygon: np.ndarray, near: float) -> np.ndarray:
 
 
 def contact_sheet(
-    images: list[np.ndarray], masks: list[np.ndarray], columns: int = 6, thumb_width: int = 160
+    images: list[np.ndarray], masks: list[np.ndarray], columns: int = 3, thumb_width: int = 160
 ) -> np.ndarray:
-    """Grid of thumbnails, each image with its mask tinted red and outlined (float RGB)."""
+    """Grid of thumbnail pairs, each image beside itself with its mask tinted red and outlined
+    (float RGB)."""
     import cv2
 
     from .images import resize_image, tile
@@ -168,7 +169,8 @@ def contact_sheet(
         overlay = np.ascontiguousarray(overlay)
         cv2.drawContours(overlay, contours, -1, (1.0, 1.0, 0.0), 1)
         height = max(1, round(image.shape[0] * thumb_width / image.shape[1]))
-        thumbs.append(resize_image(overlay, (thumb_width, height)))
+        pair = [resize_image(x, (thumb_width, height)) for x in (image, overlay)]
+        thumbs.append(np.concatenate([pair[0], np.ones((height, 2, 3)), pair[1]], axis=1))
     return tile(thumbs, columns)
 
 
