@@ -161,8 +161,10 @@ def output_dir(path: str | os.PathLike) -> Iterator[Path]:
     """Assemble a whole output folder atomically.
 
     Yields an empty temporary folder beside ``path``; when the block finishes without an
-    exception the previous ``path`` (if any) is removed and the temporary folder renamed to
-    ``path``. On an exception the temporary folder is deleted and ``path`` is left as it was.
+    exception the previous ``path`` (if any) is renamed aside, the temporary folder renamed to
+    ``path`` and the old one deleted — so ``path`` is always the old or the new version, never
+    a partial one (it is missing only between the two renames). On an exception the temporary
+    folder is deleted and ``path`` is left as it was.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -173,10 +175,14 @@ def output_dir(path: str | os.PathLike) -> Iterator[Path]:
     os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private; use the usual mode
     try:
         yield tmp
-        if path.exists():
-            shutil.rmtree(path) if path.is_dir() else path.unlink()
+        old = None
+        if path.exists() or path.is_symlink():
+            old = tmp.with_name(tmp.name.removesuffix(".partial") + ".old.partial")
+            os.replace(path, old)
         os.replace(tmp, path)
         _fsync_dir(path.parent)
+        if old is not None:
+            shutil.rmtree(old) if old.is_dir() and not old.is_symlink() else old.unlink()
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

@@ -448,3 +448,19 @@ def test_resume_folders_lie_outside_the_declared_outputs():
                 assert not resume.group(1).startswith(output.rstrip("/") + "/"), (name, output)
                 assert not output.startswith(resume.group(1).rstrip("/") + "/"), (name, output)
     assert found == 2  # customize and train
+
+
+def test_replacing_an_output_folder_keeps_the_old_one_until_the_new_one_is_complete(tmp_path):
+    target = tmp_path / "render"
+    with atomic.output_dir(target) as folder:
+        (folder / "a.png").write_text("old")
+    with pytest.raises(RuntimeError):
+        with atomic.output_dir(target) as folder:
+            (folder / "a.png").write_text("half")
+            assert (target / "a.png").read_text() == "old"  # untouched while writing
+            raise RuntimeError("killed")
+    assert (target / "a.png").read_text() == "old"
+    with atomic.output_dir(target) as folder:
+        (folder / "a.png").write_text("new")
+    assert (target / "a.png").read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["render"]  # nothing left beside it
