@@ -451,14 +451,15 @@ def test_resume_folders_lie_outside_the_declared_outputs():
 
 
 def test_replacing_an_output_folder_keeps_the_old_one_until_the_new_one_is_complete(tmp_path):
+    from maldnerf import atomic
+
     target = tmp_path / "render"
     with atomic.output_dir(target) as folder:
         (folder / "a.png").write_text("old")
-    with pytest.raises(RuntimeError):
-        with atomic.output_dir(target) as folder:
-            (folder / "a.png").write_text("half")
-            assert (target / "a.png").read_text() == "old"  # untouched while writing
-            raise RuntimeError("killed")
+    with pytest.raises(RuntimeError), atomic.output_dir(target) as folder:
+        (folder / "a.png").write_text("half")
+        assert (target / "a.png").read_text() == "old"  # untouched while writing
+        raise RuntimeError("killed")
     assert (target / "a.png").read_text() == "old"
     with atomic.output_dir(target) as folder:
         (folder / "a.png").write_text("new")
