@@ -24,7 +24,8 @@ from .settings import SETTINGS_HELP
 OUT_OF_MEMORY_HINTS = {
     "customize": "lower customize.batch_size or diffusion.resolution, or set diffusion.gradient_checkpointing: true",
     "inpaint": "lower inpaint.batch_size or diffusion.resolution",
-    "train": "lower nerf.batch_rays, nerf.patch_size or idu.batch_size",
+    "train": "lower nerf.batch_rays, nerf.patch_size, nerf.patches_per_step, nerf.chunk_rays, "
+    "idu.batch_size or diffusion.resolution",
     "render": "lower render.chunk_rays",
     "evaluate": "run evaluate on the CPU (evaluate.device: cpu)",
 }

@@ -293,7 +293,7 @@ def _train_args(folder: Path, scene: dict[str, Path], settings: Any, **paths: Pa
         "--transforms",
         paths.get("transforms", scene["transforms"]),
         "--masks",
-        scene["masks"],
+        paths.get("masks", scene["masks"]),
         "--targets",
         scene["targets"],
         "--customization",
@@ -314,6 +314,18 @@ def _transforms_lack_a_view(folder: Path, scene: dict[str, Path]):
     transforms = _transforms_copy(folder, scene, change)
     args = _train_args(folder, scene, tiny_nerf_settings(), transforms=transforms)
     return args, folder / "nerf", {}
+
+
+def _train_with_a_full_mask(folder: Path, scene: dict[str, Path]):
+    """A masks folder (written by hand, past the masks stage's checks) with one full mask."""
+    from PIL import Image
+
+    masks = folder / "masks"
+    shutil.copytree(scene["masks"], masks)
+    first = sorted((masks / "train").glob("*.png"))[0]
+    size = Image.open(first).size
+    Image.new("L", size, 255).save(first)
+    return _train_args(folder, scene, tiny_nerf_settings(), masks=masks), folder / "nerf", {}
 
 
 def _train_settings(settings: Any) -> Build:
@@ -534,6 +546,18 @@ STAGE_CASES = [
         "truncated AlexNet weights for the LPIPS training loss",
         _train_lpips_truncated,
         ("alexnet-owt-7be5be79.pth: cannot load AlexNet weights", "truncated or corrupt"),
+    ),
+    Case(
+        "patch_larger_than_image",
+        "adversarial patches larger than the image (zero-size patch grid)",
+        _train_settings(tiny_nerf_settings(patch_size=4096)),
+        ("nerf.patch_size: 4096 px patches do not fit in",),
+    ),
+    Case(
+        "mask_full_at_train",
+        "a training mask that covers the whole image, given to train",
+        _train_with_a_full_mask,
+        ("mask covers the whole image, nothing is left to reconstruct", "masks.dilation"),
     ),
     Case(
         "training_diverges",

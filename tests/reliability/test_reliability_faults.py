@@ -305,7 +305,8 @@ def test_temporaries_of_a_killed_writer_are_removed_by_the_next_write(tmp_path):
             "maldnerf.nerf.trainer",
             ["--transforms", "t", "--masks", "m", "--targets", "i", "--customization", "none"]
             + ["--output", "o", "--resume-dir", "r"],
-            "lower nerf.batch_rays, nerf.patch_size or idu.batch_size",
+            "lower nerf.batch_rays, nerf.patch_size, nerf.patches_per_step, nerf.chunk_rays, "
+            "idu.batch_size or diffusion.resolution",
         ),
         (
             "render",
