@@ -52,3 +52,29 @@ def customized(tmp_path_factory, small_scene: SmallScene) -> Path:
         root / "resume",
     )
     return root / "custom"
+
+
+@pytest.fixture(scope="session")
+def customized_without_tokens(tmp_path_factory, small_scene: SmallScene) -> Path:
+    """A LoRA-only customisation of the tiny model (``num_tokens: 0``), one step."""
+    from maldnerf.diffusion.customize import run
+    from maldnerf.diffusion.models import DiffusionSettings
+
+    root = tmp_path_factory.mktemp("customized_without_tokens")
+    run(
+        quick_customize(steps=1, tiny_vae_steps=1, num_tokens=0, prompt_template="a photo"),
+        DiffusionSettings(),
+        small_scene.transforms,
+        small_scene.masks_dir,
+        root / "custom",
+        root / "resume",
+    )
+    return root / "custom"
+
+
+@pytest.fixture(scope="session")
+def tiny_folder(tmp_path_factory, tiny_pipeline) -> Path:
+    """The untrained tiny model saved as a local diffusers folder (a non-``tiny`` model)."""
+    folder = tmp_path_factory.mktemp("tiny_folder") / "model"
+    tiny_pipeline.save_pretrained(folder, safe_serialization=True)
+    return folder

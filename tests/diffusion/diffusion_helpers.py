@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -77,3 +79,41 @@ def quick_customize(**changes):
     )
     values.update(changes)
     return CustomizeSettings(**values)
+
+
+def masked_psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
+    """PSNR in dB of images in [0, 1] over the pixels where ``mask`` is true."""
+    mse = float(np.mean((a[mask] - b[mask]) ** 2))
+    return float(10.0 * np.log10(1.0 / max(mse, 1e-12)))
+
+
+def readme_snippet(folder: Path) -> str:
+    """The Python code block of a customisation folder's README.md."""
+    blocks = re.findall(r"```python\n(.*?)```", (folder / "README.md").read_text(), re.DOTALL)
+    assert len(blocks) == 1, blocks
+    return blocks[0]
+
+
+def run_readme_snippet(
+    folder: Path, work: Path, image: np.ndarray, mask: np.ndarray
+) -> dict[str, Any]:
+    """Execute the README snippet as written, with its placeholders replaced by paths.
+
+    ``image`` (float RGB) and ``mask`` (bool) are written as PNGs in ``work``; returns the
+    snippet's variables (``pipe``, ``result``, ...).
+    """
+    from maldnerf.images import write_image, write_mask
+
+    work.mkdir(parents=True, exist_ok=True)
+    write_image(work / "image.png", image)
+    write_mask(work / "mask.png", mask)
+    code = (
+        readme_snippet(folder)
+        .replace("<this folder>", str(folder))
+        .replace("<image.png>", str(work / "image.png"))
+        .replace("<mask.png>", str(work / "mask.png"))
+    )
+    assert "<" not in code.replace("<scene-", ""), code  # no placeholder left
+    namespace: dict[str, Any] = {"__name__": "readme_snippet"}
+    exec(compile(code, str(folder / "README.md"), "exec"), namespace)
+    return namespace

@@ -3,7 +3,12 @@ import json
 import numpy as np
 import pytest
 import torch
-from diffusion_helpers import quick_customize, write_small_scene
+from diffusion_helpers import (
+    quick_customize,
+    readme_snippet,
+    run_readme_snippet,
+    write_small_scene,
+)
 from safetensors.torch import load_file
 
 from maldnerf.diffusion import customize
@@ -265,18 +270,158 @@ def test_settings_are_checked():
     assert settings.prompt == "a photo of <scene-0> <scene-1> <scene-2>"
 
 
-def test_lora_only_customization_without_tokens(small_scene, tmp_path):
+def test_lora_only_customization_without_tokens(customized_without_tokens):
     from maldnerf.diffusion.models import load_pipeline
 
-    settings = quick_customize(steps=1, tiny_vae_steps=1, num_tokens=0, prompt_template="a photo")
-    customize.run(
-        settings,
-        DiffusionSettings(),
-        small_scene.transforms,
-        small_scene.masks_dir,
-        tmp_path / "out",
-        tmp_path / "resume",
-    )
-    assert load_file(tmp_path / "out" / TOKENS_FILE) == {}
-    _, prompt = load_pipeline(DiffusionSettings(device="cpu"), tmp_path / "out")
+    assert load_file(customized_without_tokens / TOKENS_FILE) == {}
+    _, prompt = load_pipeline(DiffusionSettings(device="cpu"), customized_without_tokens)
     assert prompt == "a photo"
+
+
+@pytest.mark.parametrize("num_tokens", [0, 2])
+def test_readme_snippet_runs_as_written(
+    num_tokens, customized, customized_without_tokens, small_scene, tmp_path
+):
+    folder = customized if num_tokens else customized_without_tokens
+    snippet = readme_snippet(folder)
+    assert ("load_textual_inversion" in snippet) == bool(num_tokens)
+    variables = run_readme_snippet(folder, tmp_path, small_scene.images[0], small_scene.masks[0])
+    assert variables["result"].size == (64, 64)
+    tokens = json.loads((folder / MANIFEST).read_text())["tokens"]
+    assert len(tokens) == num_tokens
+    vocabulary = variables["pipe"].tokenizer.get_vocab()
+    assert all(token in vocabulary for token in tokens)  # the tokens were loaded
+
+
+@pytest.fixture(scope="module")
+def real_model_run(tiny_folder, small_scene, tmp_path_factory):
+    """A customisation of a local-folder (non-``tiny``) model, and its trainer after training.
+
+    Learning rates are raised so that a few steps change the LoRA and the tokens measurably.
+    """
+    trainers = []
+
+    class RecordingTrainer(customize.Trainer):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            trainers.append(self)
+
+    root = tmp_path_factory.mktemp("real_model")
+    settings = quick_customize(steps=6, learning_rate=1e-2, token_learning_rate=0.1)
+    diffusion = DiffusionSettings(model=str(tiny_folder), device="cpu")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(customize, "Trainer", RecordingTrainer)
+        customize.run(
+            settings,
+            diffusion,
+            small_scene.transforms,
+            small_scene.masks_dir,
+            root / "custom",
+            root / "resume",
+        )
+    (trainer,) = trainers
+    return root / "custom", trainer, diffusion
+
+
+def test_real_model_customization_holds_only_lora_and_tokens(real_model_run, tiny_folder):
+    folder, _, _ = real_model_run
+    info = json.loads((folder / MANIFEST).read_text())
+    assert info["base_model"] == str(tiny_folder) and info["trained"] == "lora+tokens"
+    assert info["vae_steps"] == 0 and len(info["loss_curve"]) == 6
+    # no copy of the base model: only the LoRA, the tokens and the two text files
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        [LORA_FILE, TOKENS_FILE, MANIFEST, "README.md"]
+    )
+    lora = load_file(folder / LORA_FILE)
+    assert lora and all(k.startswith("unet.") and ".lora." in k for k in lora)
+    unet_bytes = (tiny_folder / "unet" / "diffusion_pytorch_model.safetensors").stat().st_size
+    assert sum(p.stat().st_size for p in folder.iterdir()) < unet_bytes / 10
+    assert sorted(load_file(folder / TOKENS_FILE)) == ["<scene-0>", "<scene-1>"]
+    checkpoint = torch.load(
+        folder.parent / "resume" / CHECKPOINT, map_location="cpu", weights_only=True
+    )
+    assert all("lora_" in k or k == "tokens" for k in checkpoint["tensors"])
+
+
+def test_real_model_training_changes_only_lora_and_new_token_rows(real_model_run, tiny_pipeline):
+    _, trainer, _ = real_model_run
+    # UNet base weights and the VAE are untouched
+    unet = {
+        k.replace(".base_layer.", "."): v
+        for k, v in trainer.unet.state_dict().items()
+        if "lora_" not in k
+    }
+    original = tiny_pipeline.unet.state_dict()
+    assert unet.keys() == original.keys()
+    assert all(torch.equal(unet[k], original[k]) for k in original)
+    vae, original = trainer.vae.state_dict(), tiny_pipeline.vae.state_dict()
+    assert all(torch.equal(vae[k], original[k]) for k in original)
+    assert any(
+        float(p.detach().abs().max()) > 0
+        for n, p in trainer.unet.named_parameters()
+        if "lora_B" in n
+    )
+    # text encoder: the original embedding rows and all other weights are unchanged ...
+    text, original = trainer.text_encoder.state_dict(), tiny_pipeline.text_encoder.state_dict()
+    table_key = next(k for k in original if k.endswith("token_embedding.weight"))
+    assert all(torch.equal(text[k], original[k]) for k in original if k != table_key)
+    table, before = text[table_key], original[table_key]
+    vocab = before.shape[0]
+    assert table.shape[0] == vocab + 2 and trainer.token_ids == [vocab, vocab + 1]
+    assert torch.equal(table[:vocab], before)
+    # ... and the new rows moved away from their initialisation (the embedding of "scene")
+    init_ids = tiny_pipeline.tokenizer("scene", add_special_tokens=False).input_ids
+    init = before[init_ids].mean(dim=0)
+    assert all(float((table[i] - init).abs().max()) > 1e-2 for i in trainer.token_ids)
+
+
+def test_real_model_customization_loads_in_stock_diffusers(
+    real_model_run, tiny_folder, small_scene, tmp_path
+):
+    from diffusers import StableDiffusionInpaintPipeline
+    from PIL import Image
+
+    from maldnerf.diffusion.models import load_pipeline
+    from maldnerf.images import to_uint8
+
+    folder, _, diffusion = real_model_run
+    ours, prompt = load_pipeline(diffusion, folder)
+    stock = StableDiffusionInpaintPipeline.from_pretrained(
+        tiny_folder, safety_checker=None, requires_safety_checker=False
+    )
+    stock.set_progress_bar_config(disable=True)
+    stock.load_lora_weights(folder, weight_name=LORA_FILE)
+    embeddings = load_file(folder / TOKENS_FILE)
+    stock.load_textual_inversion(list(embeddings.values()), token=list(embeddings.keys()))
+    assert prompt == "a photo of <scene-0> <scene-1>"
+
+    image = Image.fromarray(to_uint8(small_scene.images[0]))
+    mask = Image.fromarray(small_scene.masks[0].astype(np.uint8) * 255)
+
+    def inpaint(pipeline):
+        return pipeline(
+            prompt,
+            image=image,
+            mask_image=mask,
+            height=64,
+            width=64,
+            num_inference_steps=4,
+            guidance_scale=1.0,
+            generator=torch.Generator().manual_seed(0),
+            output_type="np",
+        ).images[0]
+
+    a, b = inpaint(ours), inpaint(stock)
+    stock.disable_lora()
+    without_lora = inpaint(stock)
+    difference = float(np.abs(a - b).max())
+    lora_effect = float(np.abs(without_lora - b).max())
+    # same output (the LoRA is fused into ours, separate in stock: ~1e-6 apart), and the LoRA
+    # matters: without it the output differs by ~0.4
+    assert difference < 1e-4, difference
+    assert lora_effect > 1e-2, lora_effect
+
+    # the README snippet works for a non-tiny base model too
+    stock.enable_lora()
+    variables = run_readme_snippet(folder, tmp_path, small_scene.images[0], small_scene.masks[0])
+    assert variables["result"].size == (64, 64)

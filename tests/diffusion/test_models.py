@@ -110,9 +110,83 @@ def test_device_and_dtype_choices():
 def test_settings_are_checked():
     with pytest.raises(UserError, match="resolution"):
         from_dict(DiffusionSettings, {"resolution": 60}, "diffusion")
-    with pytest.raises(UserError, match="device"):
-        from_dict(DiffusionSettings, {"device": "tpu"}, "diffusion")
     assert from_dict(DiffusionSettings, {"resolution": None}, "diffusion").resolution is None
+
+
+@pytest.mark.parametrize("device", ["auto", "cpu", "cuda", "cuda:0", "cuda:12"])
+def test_device_setting_accepts_gpu_numbers(device):
+    assert from_dict(DiffusionSettings, {"device": device}, "diffusion").device == device
+
+
+@pytest.mark.parametrize("device", ["tpu", "gpu", "cuda:", "cuda:x", "cuda:-1", "CPU", " cuda"])
+def test_device_setting_rejects_other_names(device):
+    with pytest.raises(UserError) as error:
+        from_dict(DiffusionSettings, {"device": device}, "diffusion")
+    message = str(error.value)
+    assert message.startswith("diffusion: device must be auto, cpu, cuda or cuda:N")
+    assert repr(device) in message and "\n" not in message
+
+
+def test_gpu_number_is_resolved_and_checked(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert resolve_device(DiffusionSettings(device="cuda:1")) == torch.device("cuda:1")
+    assert resolve_device(DiffusionSettings(device="cuda")) == torch.device("cuda")
+    with pytest.raises(UserError, match=r"cuda:2 requested but there are only 2 CUDA device"):
+        resolve_device(DiffusionSettings(device="cuda:2"))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(UserError, match="diffusion.device: cuda:0 requested but no CUDA device"):
+        resolve_device(DiffusionSettings(device="cuda:0"))
+
+
+def pickled_folder(pipeline, folder):
+    """``pipeline`` saved with pickled (``.bin``) UNet and VAE weights."""
+    pipeline.save_pretrained(folder, safe_serialization=False)
+    assert (folder / "unet" / "diffusion_pytorch_model.bin").is_file()
+    assert not list((folder / "unet").glob("*.safetensors"))
+    return folder
+
+
+def test_folder_with_only_pickled_weights_is_rejected(tiny_pipeline, tmp_path):
+    folder = pickled_folder(tiny_pipeline, tmp_path / "model")
+    with pytest.raises(UserError) as error:
+        load_base_pipeline(DiffusionSettings(model=str(folder)))
+    message = str(error.value)
+    assert "\n" not in message
+    assert message.startswith(f"diffusion.model: {folder / 'unet'} has only pickled weights")
+    assert (
+        "safetensors" in message and "save_pretrained(folder, safe_serialization=True)" in message
+    )
+
+
+def test_cached_hub_model_with_only_pickled_weights_is_rejected(
+    tiny_pipeline, tmp_path, monkeypatch
+):
+    """A hub id whose cached snapshot has no safetensors files (offline, nothing downloads)."""
+    from huggingface_hub import constants
+
+    repo = tmp_path / "hub" / "models--maldnerf-test--pickled-inpaint"
+    snapshot = "0" * 40
+    pickled_folder(tiny_pipeline, repo / "snapshots" / snapshot)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(snapshot)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    with pytest.raises(UserError) as error:
+        load_base_pipeline(DiffusionSettings(model="maldnerf-test/pickled-inpaint"))
+    message = str(error.value)
+    assert "\n" not in message
+    assert message.startswith("diffusion.model: 'maldnerf-test/pickled-inpaint' has no safetensors")
+    assert "save_pretrained(folder, safe_serialization=True)" in message
+
+
+def test_pickled_weights_are_not_loaded_even_unchecked(tiny_pipeline, tmp_path, monkeypatch):
+    """from_pretrained itself reads safetensors only (use_safetensors=True)."""
+    from maldnerf.diffusion import models
+
+    folder = pickled_folder(tiny_pipeline, tmp_path / "model")
+    monkeypatch.setattr(models, "check_safetensors", lambda folder, where: None)
+    with pytest.raises(UserError, match=r"lacks safetensors weights .*safe_serialization=True"):
+        load_base_pipeline(DiffusionSettings(model=str(folder)))
 
 
 def test_out_of_memory_becomes_a_one_line_user_error():

@@ -720,34 +720,67 @@ def loss_summary(losses: list[float], points: int = 20) -> list[dict[str, float]
 
 
 def readme(manifest: dict[str, Any]) -> str:
-    """How to use the customisation with stock diffusers."""
-    base = (
-        'StableDiffusionInpaintPipeline.from_pretrained("<this folder>/base")'
-        if manifest["base_model"] == TINY
-        else f'StableDiffusionInpaintPipeline.from_pretrained("{manifest["base_model"]}")'
-    )
+    """How to use the customisation with stock diffusers (Markdown with a Python snippet).
+
+    The snippet runs as written once ``<this folder>``, ``<image.png>`` and ``<mask.png>`` are
+    replaced by paths; see :func:`readme_snippet`.
+    """
+    tiny = manifest["base_model"] == TINY
+    tokens = ", ".join(manifest["tokens"]) or "(none)"
+    lora = manifest["lora"]
+    side = manifest["resolution"]
     return f"""# Scene customisation ({manifest["trained"]})
 
-LoRA (rank {manifest["lora"]["rank"]}, alpha {manifest["lora"]["alpha"]}) on the UNet modules
-{", ".join(manifest["lora"]["target_modules"])} and learned tokens {", ".join(manifest["tokens"]) or "(none)"},
-trained {manifest["steps"]} steps at {manifest["resolution"]}x{manifest["resolution"]} pixels on the
-scene's own views with a self-supervised inpainting loss. Base model: `{manifest["base_model"]}`
-{"(its trained weights are in `base/`)" if manifest["base_model"] == TINY else ""}.
+LoRA (rank {lora["rank"]}, alpha {lora["alpha"]}) on the UNet modules
+{", ".join(lora["target_modules"])} and learned tokens {tokens}, trained {manifest["steps"]} steps
+at {side}x{side} pixels on the scene's own views with a self-supervised inpainting loss.
+Base model: `{manifest["base_model"]}`{" (its trained weights are in `base/`)" if tiny else ""}.
+
+To use it in stock diffusers, replace `<this folder>` by the path of this folder and
+`<image.png>`, `<mask.png>` by a view and its mask (white: the pixels to fill). The pipeline
+resizes the whole view to {side}x{side}; the inpaint stage instead cuts a window around the mask.
 
 ```python
-from diffusers import StableDiffusionInpaintPipeline
-from safetensors.torch import load_file
-
-pipe = {base}
-pipe.load_lora_weights("<this folder>", weight_name="{LORA_FILE}")
-tokens = load_file("<this folder>/{TOKENS_FILE}")
-pipe.load_textual_inversion(list(tokens.values()), token=list(tokens.keys()))
-result = pipe(prompt="{manifest["prompt"]}", image=image, mask_image=mask,
-              height={manifest["resolution"]}, width={manifest["resolution"]}).images[0]
-```
+{readme_snippet(manifest)}```
 
 `customization.json` records the settings, the loss curve and the time taken.
 """
+
+
+def readme_snippet(manifest: dict[str, Any]) -> str:
+    """Python code that loads the customisation in a stock diffusers pipeline and inpaints.
+
+    The token lines appear only when the customisation has tokens (``load_textual_inversion``
+    rejects an empty list).
+    """
+    base = (
+        '(folder + "/base")' if manifest["base_model"] == TINY else f"({manifest['base_model']!r})"
+    )
+    lines = [
+        "from diffusers import StableDiffusionInpaintPipeline",
+        "from PIL import Image",
+    ]
+    if manifest["tokens"]:
+        lines.append("from safetensors.torch import load_file")
+    lines += [
+        "",
+        'folder = "<this folder>"',
+        f"pipe = StableDiffusionInpaintPipeline.from_pretrained{base}",
+        f'pipe.load_lora_weights(folder, weight_name="{LORA_FILE}")',
+    ]
+    if manifest["tokens"]:
+        lines += [
+            f'tokens = load_file(folder + "/{TOKENS_FILE}")',
+            "pipe.load_textual_inversion(list(tokens.values()), token=list(tokens.keys()))",
+        ]
+    side = manifest["resolution"]
+    lines += [
+        'image = Image.open("<image.png>").convert("RGB")',
+        'mask = Image.open("<mask.png>").convert("L")',
+        f"result = pipe(prompt={manifest['prompt']!r}, image=image, mask_image=mask,",
+        f"              height={side}, width={side}).images[0]",
+    ]
+    return "\n".join(lines) + "\n"
 
 
 # ---------------------------------------------------------------------------- stage

@@ -14,16 +14,18 @@ A model (``diffusion.model``) is one of
   inpaints noise, so the customize stage trains all its weights on the scene.
 
 Every model must be an *inpainting* model (UNet with 9 input channels: 4 noisy latent, 1 mask,
-4 masked-image latent); a text-to-image checkpoint is rejected with a one-line error.
+4 masked-image latent); a text-to-image checkpoint is rejected with a one-line error. Weights
+are read from ``.safetensors`` files only (``use_safetensors=True``): pickled ``.bin`` weights
+can run code when loaded, so a folder that has only those is rejected with the way to convert it.
 
 A customisation folder (see :mod:`.customize`) adds a LoRA on the UNet's attention projections
 and learned token embeddings; :func:`load_pipeline` loads them with the stock diffusers calls
 (``load_lora_weights``, ``load_textual_inversion``) and returns the scene prompt.
 
-Precision and device: ``auto`` picks CUDA when present; weights are bf16 on GPUs that support
-it (fp16 otherwise) and fp32 on CPU. Attention runs through PyTorch's scaled-dot-product
-attention (diffusers' default processor); attention slicing and gradient checkpointing are
-switches for tight memory.
+Precision and device: ``auto`` picks CUDA when present, ``cuda:N`` GPU number N; weights are
+bf16 on GPUs that support it (fp16 otherwise) and fp32 on CPU. Attention runs through PyTorch's
+scaled-dot-product attention (diffusers' default processor); attention slicing and gradient
+checkpointing are switches for tight memory.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -55,6 +58,18 @@ MANIFEST = "customization.json"
 LORA_FILE = "pytorch_lora_weights.safetensors"
 TOKENS_FILE = "token_embeddings.safetensors"
 BASE_DIR = "base"
+
+# Values of diffusion.device.
+DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
+
+# Weights load from safetensors only: the model parts checked, the pickled weight files that a
+# folder may have instead, and how to convert those.
+WEIGHT_COMPONENTS = ("unet", "vae", "text_encoder")
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")
+SAFETENSORS_FIX = (
+    "convert the model: load it with StableDiffusionInpaintPipeline.from_pretrained(..., "
+    "use_safetensors=False) and re-save it with save_pretrained(folder, safe_serialization=True)"
+)
 
 # Stable Diffusion's noise schedule, used with DDIM (epsilon prediction).
 SD_SCHEDULER: dict[str, Any] = {
@@ -155,8 +170,9 @@ class DiffusionSettings:
     resolution: int | None = None
     """Model input size in pixels (square, a multiple of 8); ``null``: the model's native size
     (64 for ``tiny``, 512 for Stable Diffusion 2 inpainting)."""
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    """``auto``: CUDA when available, otherwise the CPU."""
+    device: str = "auto"
+    """``auto`` (CUDA when available, otherwise the CPU), ``cpu``, ``cuda`` (the current GPU)
+    or ``cuda:N`` (GPU number N)."""
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
     """Weight precision; ``auto``: bfloat16 on GPUs that support it (float16 otherwise), float32
     on the CPU. Trained parameters (LoRA, tokens) always stay float32."""
@@ -172,6 +188,11 @@ class DiffusionSettings:
     def __post_init__(self) -> None:
         require(bool(self.model.strip()), "model must not be empty")
         require(
+            isinstance(self.device, str) and DEVICE_PATTERN.fullmatch(self.device) is not None,
+            f"device must be auto, cpu, cuda or cuda:N (N a GPU number, e.g. cuda:1), "
+            f"not {self.device!r}",
+        )
+        require(
             self.resolution is None or (self.resolution >= 32 and self.resolution % 8 == 0),
             "resolution must be a multiple of 8 and >= 32 (or null for the model's native size)",
         )
@@ -181,10 +202,21 @@ class DiffusionSettings:
 
 
 def resolve_device(settings: DiffusionSettings) -> torch.device:
-    """The torch device named by ``settings.device``."""
+    """The torch device named by ``settings.device``; a GPU number that does not exist is a
+    :class:`UserError`."""
+    import torch
+
     from ..devices import resolve_device as resolve
 
-    return resolve(settings.device, "diffusion.device")
+    device = resolve(settings.device, "diffusion.device")
+    if device.type == "cuda" and device.index is not None:
+        count = torch.cuda.device_count()
+        if device.index >= count:
+            raise UserError(
+                f"diffusion.device: {settings.device} requested but there are only {count} CUDA "
+                f"device(s) (cuda:0 to cuda:{count - 1}); use auto, cuda or a listed number"
+            )
+    return device
 
 
 def resolve_dtype(settings: DiffusionSettings, device: torch.device) -> torch.dtype:
@@ -194,7 +226,8 @@ def resolve_dtype(settings: DiffusionSettings, device: torch.device) -> torch.dt
     if settings.dtype == "auto":
         if device.type != "cuda":
             return torch.float32
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        with torch.cuda.device(device):  # the GPU in use, not cuda:0
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     if settings.dtype == "float16" and device.type == "cpu":
         raise UserError(
             "diffusion.dtype: float16 is not supported on the CPU; use 'auto', 'float32' "
@@ -386,6 +419,21 @@ def check_inpainting_folder(folder: Path, where: str) -> None:
         ) from None
     channels = config.get("in_channels") if isinstance(config, dict) else None
     _check_channels(channels, str(folder), where)
+    check_safetensors(folder, where)
+
+
+def check_safetensors(folder: Path, where: str) -> None:
+    """Raise a :class:`UserError` if a weight folder of ``folder`` has only pickled weights."""
+    for component in WEIGHT_COMPONENTS:
+        files = [f for f in (folder / component).glob("*") if f.is_file()]
+        if any(f.suffix == ".safetensors" for f in files):
+            continue
+        pickled = sorted(f.name for f in files if f.suffix in PICKLE_SUFFIXES)
+        if pickled:
+            raise UserError(
+                f"{where}: {folder / component} has only pickled weights ({pickled[0]}), and "
+                f"weights are loaded from safetensors only; {SAFETENSORS_FIX}"
+            )
 
 
 def _check_channels(channels: Any, source: str, where: str) -> None:
@@ -404,9 +452,18 @@ def load_folder(folder: Path, where: str) -> StableDiffusionInpaintPipeline:
     check_inpainting_folder(folder, where)
     try:
         pipeline = StableDiffusionInpaintPipeline.from_pretrained(
-            folder, safety_checker=None, requires_safety_checker=False, local_files_only=True
+            folder,
+            safety_checker=None,
+            requires_safety_checker=False,
+            local_files_only=True,
+            use_safetensors=True,
         )
     except (OSError, ValueError, KeyError, TypeError) as exc:
+        if _missing_safetensors(exc):
+            raise UserError(
+                f"{where}: {folder} lacks safetensors weights ({_one_line(exc, 100)}); "
+                f"{SAFETENSORS_FIX}"
+            ) from None
         raise UserError(
             f"{where}: cannot load the diffusers model in {folder} ({_one_line(exc)})"
         ) from None
@@ -423,11 +480,16 @@ def _load_hub(model_id: str) -> StableDiffusionInpaintPipeline:
     diffusers_logging.set_verbosity_error()  # "Couldn't connect to the Hub": said below if fatal
     try:
         pipeline = StableDiffusionInpaintPipeline.from_pretrained(
-            model_id, safety_checker=None, requires_safety_checker=False
+            model_id, safety_checker=None, requires_safety_checker=False, use_safetensors=True
         )
     except Exception as exc:  # hub errors come in many types (OSError, HTTP, validation)
         if isinstance(exc, MemoryError | KeyboardInterrupt):
             raise
+        if _missing_safetensors(exc):
+            raise UserError(
+                f"diffusion.model: {model_id!r} has no safetensors weights (weights are loaded "
+                f"from safetensors only); {SAFETENSORS_FIX}, and give that folder"
+            ) from None
         raise UserError(
             f"diffusion.model: {model_id!r} is neither in the local Hugging Face cache nor "
             f"downloadable ({_one_line(exc)}); download it where the hub is reachable, give a "
@@ -439,6 +501,14 @@ def _load_hub(model_id: str) -> StableDiffusionInpaintPipeline:
     pipeline.scheduler = DDIMScheduler.from_config(pipeline.scheduler.config)
     pipeline.set_progress_bar_config(disable=True)
     return pipeline
+
+
+def _missing_safetensors(exc: BaseException) -> bool:
+    """Whether a diffusers loading error says that safetensors weight files are missing."""
+    text = str(exc)
+    return "necessary `safetensors` weights" in text or (
+        "no file named" in text and ".safetensors" in text
+    )
 
 
 def _one_line(exc: BaseException, limit: int = 160) -> str:
