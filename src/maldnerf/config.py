@@ -273,7 +273,9 @@ class Pipeline:
         config = self.config.variants[variant]
         nerf = deep_merge(self.section(scene, "nerf"), config.nerf)
         idu = self._settings(
-            IduSettings, deep_merge(self.section(scene, "idu"), config.idu), f"variants.{variant}.idu"
+            IduSettings,
+            deep_merge(self.section(scene, "idu"), config.idu),
+            f"variants.{variant}.idu",
         )
         return {
             "nerf": self._settings(NerfSettings, nerf, f"variants.{variant}.nerf"),
