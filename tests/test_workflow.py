@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers import REPO, write_known_transforms, write_plain_scene
+from helpers import REPO
 from workflow_helpers import (
     dry_run_resources,
     jobs_that_would_run,
+    run_folder_scene_to_masks,
     shipped_config,
     snakemake,
     write_config,
@@ -59,15 +60,8 @@ def test_bad_config_is_one_line(tmp_path):
 @pytest.fixture
 def folder_scene_run(tmp_path):
     """A plain scene folder with known poses, run through the masks stage."""
-    source = write_plain_scene(tmp_path / "room")
-    write_known_transforms(source)
-    work = tmp_path / "work"
-    config = shipped_config()
-    config["scenes"] = [
-        {"name": "room", "source": str(source), "poses": "known", "masks": {"dilation": 2}}
-    ]
-    write_config(work, config)
-    result = snakemake(work, "results/room/masks")
+    source, work = tmp_path / "room", tmp_path / "work"
+    result = run_folder_scene_to_masks(source, work)
     assert result.returncode == 0, result.stderr[-3000:]
     assert jobs_that_would_run(work, "results/room/masks") == {}
     return source, work

@@ -99,3 +99,18 @@ def job_stats(output: str) -> dict[str, int]:
             break
         counts[parts[0]] = int(parts[1])
     return counts
+
+
+def run_folder_scene_to_masks(source: Path, work: Path) -> subprocess.CompletedProcess:
+    """A plain scene folder ``source`` (with known poses) as the only scene of the shipped
+    config in ``work``, run through the masks stage (scene name ``room``)."""
+    from helpers import write_known_transforms, write_plain_scene
+
+    write_plain_scene(source)
+    write_known_transforms(source)
+    config = shipped_config()
+    config["scenes"] = [
+        {"name": "room", "source": str(source), "poses": "known", "masks": {"dilation": 2}}
+    ]
+    write_config(work, config)
+    return snakemake(work, "results/room/masks")

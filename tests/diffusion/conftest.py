@@ -39,33 +39,26 @@ def tiny_pipeline():
 @pytest.fixture(scope="session")
 def customized(tmp_path_factory, small_scene: SmallScene) -> Path:
     """A customisation of the tiny model trained for a few steps on the small scene."""
-    from maldnerf.diffusion.customize import run
-    from maldnerf.diffusion.models import DiffusionSettings
-
-    root = tmp_path_factory.mktemp("customized")
-    run(
-        quick_customize(),
-        DiffusionSettings(),
-        small_scene.transforms,
-        small_scene.masks_dir,
-        root / "custom",
-        root / "resume",
-    )
-    return root / "custom"
+    return _customize(tmp_path_factory.mktemp("customized"), small_scene, quick_customize())
 
 
 @pytest.fixture(scope="session")
 def customized_without_tokens(tmp_path_factory, small_scene: SmallScene) -> Path:
     """A LoRA-only customisation of the tiny model (``num_tokens: 0``), one step."""
+    settings = quick_customize(steps=1, tiny_vae_steps=1, num_tokens=0, prompt_template="a photo")
+    return _customize(tmp_path_factory.mktemp("customized_without_tokens"), small_scene, settings)
+
+
+def _customize(root: Path, scene: SmallScene, settings) -> Path:
+    """Run the customize stage of the tiny model on ``scene``; returns its output folder."""
     from maldnerf.diffusion.customize import run
     from maldnerf.diffusion.models import DiffusionSettings
 
-    root = tmp_path_factory.mktemp("customized_without_tokens")
     run(
-        quick_customize(steps=1, tiny_vae_steps=1, num_tokens=0, prompt_template="a photo"),
+        settings,
         DiffusionSettings(),
-        small_scene.transforms,
-        small_scene.masks_dir,
+        scene.transforms,
+        scene.masks_dir,
         root / "custom",
         root / "resume",
     )

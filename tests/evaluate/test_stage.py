@@ -34,7 +34,7 @@ NO_WEIGHTS = {
 }
 
 
-def _run(files, output, backbones=None, **settings):
+def _run(files, output, backbones=None, transforms=None, **settings):
     run(
         from_dict(EvaluateSettings, {**NO_WEIGHTS, **settings}),
         files.scene,
@@ -43,6 +43,7 @@ def _run(files, output, backbones=None, **settings):
         files.nerf,
         output,
         backbones=backbones,
+        transforms=transforms,
     )
     return json.loads(output.read_text())
 
@@ -227,29 +228,12 @@ def test_ground_truth_comes_from_the_poses_file_when_given(toy_scene, tmp_path):
     transforms = write_transforms(
         tmp_path / "poses" / "transforms.json", Cameras(w, h, 50.0, 50.0, w / 2, h / 2, frames)
     )
-    output = tmp_path / "m" / "v.json"
-    run(
-        from_dict(EvaluateSettings, NO_WEIGHTS),
-        toy_scene.scene,
-        toy_scene.masks,
-        toy_scene.render,
-        None,
-        output,
-        transforms=transforms,
-    )
-    assert json.loads(output.read_text())["means"]["psnr_masked"] == pytest.approx(100.0)
+    data = _run(toy_scene, tmp_path / "m" / "v.json", transforms=transforms)
+    assert data["means"]["psnr_masked"] == pytest.approx(100.0)
     frames.pop()
     write_transforms(transforms, Cameras(w, h, 50.0, 50.0, w / 2, h / 2, frames))
     with pytest.raises(UserError, match="no test frame for view"):
-        run(
-            from_dict(EvaluateSettings, NO_WEIGHTS),
-            toy_scene.scene,
-            toy_scene.masks,
-            toy_scene.render,
-            None,
-            tmp_path / "m2" / "v.json",
-            transforms=transforms,
-        )
+        _run(toy_scene, tmp_path / "m2" / "v.json", transforms=transforms)
 
 
 def test_masked_lpips_sees_only_the_mask_bounding_box_plumbing(tmp_path):

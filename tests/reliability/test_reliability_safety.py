@@ -10,8 +10,8 @@ import re
 
 import pytest
 
-from helpers import REPO, write_known_transforms, write_plain_scene
-from workflow_helpers import shipped_config, snakemake, write_config
+from helpers import REPO
+from workflow_helpers import run_folder_scene_to_masks
 
 SOURCES = sorted((REPO / "src" / "maldnerf").rglob("*.py"))
 RULES = sorted((REPO / "workflow" / "rules").glob("*.smk"))
@@ -131,15 +131,8 @@ def test_every_path_in_a_rule_command_is_quoted():
 @pytest.mark.workflow
 def test_scene_path_with_spaces_quotes_and_dollars_goes_through_the_workflow(tmp_path):
     tricky = "my scenes/room 'one' $(touch INJECTED) `touch INJECTED` ; touch INJECTED"
-    source = write_plain_scene(tmp_path / tricky)
-    write_known_transforms(source)
-    work = tmp_path / "work dir"
-    config = shipped_config()
-    config["scenes"] = [
-        {"name": "room", "source": str(source), "poses": "known", "masks": {"dilation": 2}}
-    ]
-    write_config(work, config)
-    result = snakemake(work, "results/room/masks")
+    source, work = tmp_path / tricky, tmp_path / "work dir"
+    result = run_folder_scene_to_masks(source, work)
     assert result.returncode == 0, result.stderr[-3000:]
     scene = json.loads((work / "results/room/scene/scene.json").read_text())
     assert scene["source"] == str(source) and len(scene["train"]) == 4
