@@ -100,7 +100,8 @@ def inpaint(args: argparse.Namespace) -> None:
 @dataclass
 class TrainCommand:
     """Settings of ``maldnerf train``: the NeRF, the dataset update, and the diffusion model
-    and inpainting settings the update re-inpaints with."""
+    and inpainting settings the update re-inpaints with (``diffusion.device: auto`` follows
+    ``nerf.device``, so both models share one device)."""
 
     nerf: NerfSettings = field(default_factory=NerfSettings)
     idu: IduSettings = field(default_factory=IduSettings)
@@ -109,14 +110,20 @@ class TrainCommand:
 
 
 def train(args: argparse.Namespace) -> None:
+    import dataclasses
+
     from .diffusion.inpaint import load_inpainter
+    from .nerf.idu import ReinpainterSource
     from .nerf.trainer import run
 
     settings = load_settings(TrainCommand, args.settings)
     customization = _customization(args.customization)
+    diffusion = settings.diffusion
+    if diffusion.device == "auto":
+        diffusion = dataclasses.replace(diffusion, device=settings.nerf.device)
 
     def reinpainter():
-        return load_inpainter(settings.diffusion, settings.inpaint, customization)
+        return load_inpainter(diffusion, settings.inpaint, customization)
 
     run(
         settings.nerf,
@@ -127,6 +134,9 @@ def train(args: argparse.Namespace) -> None:
         args.output,
         args.resume_dir,
         reinpainter,
+        reinpainter_source=ReinpainterSource(
+            {"diffusion": settings.diffusion, "inpaint": settings.inpaint}, customization
+        ),
     )
 
 

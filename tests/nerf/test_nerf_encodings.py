@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from maldnerf.nerf.encodings import PRIMES, HashEncoding, SphericalHarmonics, level_resolutions
+from maldnerf.nerf.encodings import (
+    PRIMES,
+    HashEncoding,
+    SphericalHarmonics,
+    level_multipliers,
+    level_resolutions,
+)
 
 
 def reference_encoding(enc: HashEncoding, x: np.ndarray) -> np.ndarray:
@@ -82,6 +88,29 @@ def test_hash_encoding_shapes_and_level_layout():
     assert enc.params.shape == (8 * 2**14, 2)
     assert level_resolutions(8, 16, 512)[0] == 16 and level_resolutions(8, 16, 512)[-1] == 512
     assert all(s.stop - s.start <= enc.table_size for s in enc.level_slices())
+
+
+def test_reachable_rows_are_exactly_the_rows_the_forward_pass_touches():
+    """Dense level (res 2: 27 of 64 rows), small hashed level (res 5: 216 vertices in 256 rows)
+    and a large hashed level (res 14: 3375 vertices > 8·256, all rows count)."""
+    enc = HashEncoding(
+        num_levels=3, features_per_level=1, log2_table_size=8, base_resolution=2, max_resolution=14
+    )
+    assert enc.resolutions.tolist() == [2, 5, 14]
+    assert level_multipliers(2, 256)[0] != PRIMES and level_multipliers(5, 256)[0] == PRIMES
+    masks = enc.reachable_masks()
+    assert masks[2] is None and enc.reachable_counts == [27, int(masks[1].sum()), 256]
+    assert enc.reachable_counts[1] < min(216, 256)  # hash collisions and unreached rows
+    for level, (rows, mask, res) in enumerate(
+        zip(enc.level_slices(), masks, enc.resolutions.tolist())
+    ):
+        # Every cell centre of the level touches its 8 corners with weight 1/8.
+        centres = torch.stack(torch.meshgrid(*[torch.arange(res)] * 3, indexing="ij"), -1) + 0.5
+        enc.params.grad = None
+        enc(centres.reshape(-1, 3).float() / res).reshape(-1, 3)[:, level].sum().backward()
+        touched = enc.params.grad[rows, 0] != 0
+        assert torch.equal(touched, torch.ones_like(touched) if mask is None else mask), level
+        assert int(touched.sum()) == enc.reachable_counts[level]
 
 
 def test_spherical_harmonics_are_orthonormal():

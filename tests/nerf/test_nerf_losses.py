@@ -73,6 +73,26 @@ def test_decay_loss_is_sum_of_per_level_mean_squares():
     assert losses.decay_loss([enc]).item() == pytest.approx(12.0)
 
 
+def test_decay_loss_averages_over_the_reachable_rows_only():
+    """Dense levels address (2^k)^3 rows but their (res+1)^3 vertices reach fewer: rows no
+    vertex reaches neither count in the mean nor dilute it."""
+    enc = HashEncoding(
+        num_levels=2, features_per_level=2, log2_table_size=8, base_resolution=2, max_resolution=5
+    )
+    masks = enc.reachable_masks()
+    assert enc.reachable_counts[0] == 27 and enc.rows_used[0] == 64  # dense, res 2
+    with torch.no_grad():
+        enc.params.zero_()
+        for rows, mask in zip(enc.level_slices(), masks):
+            level = enc.params[rows]
+            level[mask] = 3.0  # reachable rows hold 3 (mean square 9), the others 0
+    assert losses.decay_loss([enc]).item() == pytest.approx(18.0)
+    with torch.no_grad():
+        for rows, mask in zip(enc.level_slices(), masks):
+            enc.params[rows][~mask] = 100.0  # unreachable rows do not count at all
+    assert losses.decay_loss([enc]).item() == pytest.approx(18.0)
+
+
 def test_masked_l1_counts_only_masked_pixels():
     fake = torch.zeros(1, 3, 2, 2)
     real = torch.ones(1, 3, 2, 2)
@@ -98,3 +118,37 @@ def test_lpips_loss_upsamples_small_patches():
     loss = losses.LpipsLoss(Fake())(torch.zeros(2, 3, 8, 8), torch.ones(2, 3, 8, 8))
     assert seen[0][0] == (2, 3, 64, 64) and seen[0][1] == -1.0  # inputs scaled to [-1, 1]
     assert loss.item() == pytest.approx(2.0)
+
+
+def test_reconstruction_losses_use_only_the_rays_outside_the_mask(small_scene):
+    """L^r (photometric, interlevel, distortion) sees only the first ``len(rgb)`` rays: the
+    patch rays rendered after them inside the mask change none of its terms."""
+    from nerf_helpers import tiny_settings
+
+    from maldnerf.nerf.data import load_training_views
+    from maldnerf.nerf.rays import Rays
+    from maldnerf.nerf.settings import IduSettings
+    from maldnerf.nerf.trainer import Trainer, step_generator
+
+    _, views = load_training_views(
+        small_scene["transforms"], small_scene["masks"], small_scene["targets"]
+    )
+    trainer = Trainer(tiny_settings(), IduSettings(enabled=False), views, torch.device("cpu"))
+    generator = step_generator(0, 0, torch.device("cpu"))
+    rays, rgb = trainer.data.sample_rays(32, generator)
+    patches = trainer.data.sample_patches(2, 8, generator)
+    model = trainer.model
+    with torch.no_grad():
+        alone = model.reconstruction_losses(model(rays), rgb)
+        both = model(Rays.cat([rays, patches.rays]))
+        # Poison the patch rays' outputs: any term still reading them would turn NaN.
+        n = len(rgb)
+        for key in ("rgb", "weights", "edges", "cdfs"):
+            both[key][n:] = float("nan")
+        for edges, cdfs in both["proposal_levels"]:
+            edges[n:], cdfs[n:] = float("nan"), float("nan")
+        mixed = model.reconstruction_losses(both, rgb)
+    assert set(mixed) == {"pixel", "interlevel", "distortion", "decay"}
+    for key, value in alone.items():
+        assert torch.isfinite(mixed[key]), key
+        torch.testing.assert_close(mixed[key], value, rtol=1e-4, atol=1e-7, msg=key)

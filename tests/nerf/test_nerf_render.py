@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 
 import numpy as np
@@ -66,24 +67,96 @@ def masked_psnr(render_dir, scene, masks):
     return float(np.mean(ours)), float(np.mean(fill))
 
 
-def test_oracle_training_beats_a_mean_fill(small_scene, tmp_path):
-    """Integration: train briefly with the true background as the target (oracle) and check
-    the masked PSNR of the test views is well above filling the mask with the image mean."""
-    settings = from_dict(
-        NerfSettings,
-        {
-            "iterations": 200,
-            "batch_rays": 256,
-            "patch_size": 8,
-            "patches_per_step": 4,
-            "inpainted_loss": "l1",
-            "adversarial": {"enabled": False},
-            "device": "cpu",
-            "log_every": 50,
-        },
-    )
+def train_oracle(scene, tmp_path, **overrides) -> tuple[float, float]:
+    """Train 200 iterations with the true background as the inpainting target (oracle, IDU
+    off) and render the test views; returns the masked PSNR of the renders and of a mean fill."""
+    settings = {
+        "iterations": 200,
+        "batch_rays": 256,
+        "patch_size": 8,
+        "patches_per_step": 4,
+        "device": "cpu",
+        "log_every": 50,
+        **overrides,
+    }
     trainer.run(
-        settings,
+        from_dict(NerfSettings, settings),
+        IduSettings(enabled=False),
+        scene["transforms"],
+        scene["masks"],
+        scene["targets"],
+        tmp_path / "nerf",
+        tmp_path / "resume",
+        None,
+    )
+    render.run(
+        RenderSettings(depth=False), scene["transforms"], tmp_path / "nerf", tmp_path / "render"
+    )
+    return masked_psnr(tmp_path / "render", scene["scene"], scene["masks"])
+
+
+# Masked PSNR of the test views after train_oracle (the mean fill scores 20.51 dB):
+#   L1 inside the mask, adversarial off (seeds 0-2)                   23.82-23.92 dB
+#   adversarial only: GAN + feature matching, warm-up 20 (seeds 0-4)  22.78-23.99 dB (seed 0: 23.57)
+#   no loss inside the mask (seeds 0-4)                               21.66-21.81 dB
+# Without any loss inside the mask the renders there already beat the fill by 1.15-1.30 dB
+# (the background is seen from other views); a masked loss must add to that. The thresholds
+# sit between: fill + 2.0 dB for L1, fill + 1.8 dB (midway between 1.30 and 2.27) for the
+# adversarial loss. CPU runs are deterministic, so the tests (seed 0) see 23.9 and 23.6 dB.
+
+
+def test_oracle_training_beats_a_mean_fill(small_scene, tmp_path):
+    """Integration: train briefly with the true background as the target (oracle) and an L1
+    loss inside the mask; the masked PSNR of the test views is well above filling the mask
+    with the image mean."""
+    ours, fill = train_oracle(
+        small_scene, tmp_path, inpainted_loss="l1", adversarial={"enabled": False}
+    )
+    assert ours > fill + 2.0, (ours, fill)
+    assert ours > 21.5, ours
+
+
+def test_oracle_adversarial_only_beats_a_mean_fill(small_scene, tmp_path):
+    """The full method's masked loss alone (non-saturating GAN + discriminator feature
+    matching, no L1/LPIPS) on the oracle targets beats the mean fill by more than training
+    without any loss inside the mask does (see the measurements above)."""
+    ours, fill = train_oracle(
+        small_scene, tmp_path, inpainted_loss="none", adversarial={"enabled": True, "warmup": 20}
+    )
+    assert ours > fill + 1.8, (ours, fill)
+    rows = list(csv.DictReader((tmp_path / "nerf" / "train_log.csv").open()))
+    assert all(np.isfinite(float(r["d_real_logit"])) for r in rows), rows
+
+
+def known_psnr(scene, masks, render_fn) -> float:
+    """Mean over test views of the PSNR outside the test masks of ``render_fn(name)``."""
+    values = []
+    for path in sorted((scene / "test").glob("*.png")):
+        truth, mask = read_image(path), read_mask(masks / "test" / path.name)
+        values.append(-10 * np.log10(((render_fn(path.stem) - truth)[~mask] ** 2).mean()))
+    return float(np.mean(values))
+
+
+def test_ndc_training_end_to_end(small_scene, tmp_path):
+    """``parameterization: ndc`` on the (forward-facing) small scene: the photometric loss
+    falls, the renders and depths are finite, and the test views' known region is rendered
+    far better than by the untrained model."""
+    import torch
+
+    from maldnerf.cameras import load_transforms
+    from maldnerf.nerf.model import build_model, load_model
+    from maldnerf.nerf.render import render_view
+
+    settings = {
+        "iterations": 100,
+        "batch_rays": 256,
+        "parameterization": "ndc",
+        "adversarial": {"enabled": False},
+        "device": "cpu",
+        "log_every": 10,
+    }
+    trainer.run(
+        from_dict(NerfSettings, settings),
         IduSettings(enabled=False),
         small_scene["transforms"],
         small_scene["masks"],
@@ -92,13 +165,28 @@ def test_oracle_training_beats_a_mean_fill(small_scene, tmp_path):
         tmp_path / "resume",
         None,
     )
-    render.run(
-        RenderSettings(depth=False),
-        small_scene["transforms"],
-        tmp_path / "nerf",
-        tmp_path / "render",
+    info = json.loads((tmp_path / "nerf" / "nerf.json").read_text())
+    assert info["parameterization"]["kind"] == "ndc"
+    rows = list(csv.DictReader((tmp_path / "nerf" / "train_log.csv").open()))
+    first, last = float(rows[0]["pixel"]), float(rows[-1]["pixel"])
+    assert np.isfinite(last) and last < 0.4 * first, (first, last)
+    out = tmp_path / "render"
+    render.run(RenderSettings(), small_scene["transforms"], tmp_path / "nerf", out)
+    assert all(np.all(np.isfinite(np.load(p))) for p in (out / "depth").glob("*.npy"))
+    trained = known_psnr(
+        small_scene["scene"], small_scene["masks"], lambda n: read_image(out / "test" / f"{n}.png")
     )
-    ours, fill = masked_psnr(tmp_path / "render", small_scene["scene"], small_scene["masks"])
-    # Measured: 24.0 dB against 20.5 dB for the mean fill (200 iterations, about 12 s).
-    assert ours > fill + 2.0, (ours, fill)
-    assert ours > 21.5, ours
+    model, info = load_model(tmp_path / "nerf", torch.device("cpu"))
+    initial = build_model(model.settings, model.parameterization).eval()
+    cameras = load_transforms(small_scene["transforms"])
+    intrinsics = (cameras.fx, cameras.fy, cameras.cx, cameras.cy)
+
+    def untrained(name):
+        pose = cameras.frame(name).camera_to_world
+        size = (cameras.width, cameras.height)
+        return render_view(initial, info["normalization"], pose, intrinsics, *size, 1024)[0]
+
+    start = known_psnr(small_scene["scene"], small_scene["masks"], untrained)
+    # Measured (seeds 0-2): 23.6-23.7 dB trained, 12.1-13.0 dB untrained; the pixel loss of
+    # the last log window is 0.18-0.21 of the first one's.
+    assert trained > start + 8.0 and trained > 21.0, (trained, start)

@@ -16,6 +16,7 @@ from maldnerf.errors import UserError
 from maldnerf.nerf import checkpoint, trainer
 from maldnerf.nerf.idu import idu_iterations, idu_strength
 from maldnerf.nerf.settings import IduSettings
+from maldnerf.settings import to_dict
 
 
 class FakeInpainter:
@@ -89,6 +90,10 @@ def test_train_writes_the_output_folder_with_idu(small_scene, tmp_path):
     assert [int(r["step"]) for r in rows] == [4, 8, 12]
     assert {"lr", "idu_strength", "rays_per_second", "adversarial", "discriminator"} <= set(rows[0])
     assert rows[-1]["idu_strength"] != ""
+    for row in rows:  # adversarial on from step 2: what the discriminator makes of the patches
+        stats = {k: float(row[k]) for k in trainer.DISCRIMINATOR_STATS}
+        assert all(np.isfinite(v) for v in stats.values()), row
+        assert 0.0 <= stats["d_real_accuracy"] <= 1.0 and 0.0 <= stats["d_fake_accuracy"] <= 1.0
     weights = load_file(output / "model.safetensors")
     assert "field.encoding.params" in weights
     assert not (resume / checkpoint.CHECKPOINT).exists()  # removed after success
@@ -153,6 +158,126 @@ def test_changed_settings_do_not_resume(small_scene, tmp_path, caplog):
     with caplog.at_level(logging.WARNING):
         train(small_scene, tmp_path, other)
     assert "other settings or inputs" in caplog.text
+
+
+def test_discriminator_stats():
+    real = torch.tensor([[[[2.0, -1.0], [3.0, 4.0]]]])
+    fake = torch.tensor([[[[-2.0, -1.0], [1.0, -5.0]]]])
+    stats = {k: v.item() for k, v in trainer.discriminator_stats(real, fake).items()}
+    assert stats == {
+        "d_real_logit": 2.0,
+        "d_fake_logit": -1.75,
+        "d_real_accuracy": 0.75,
+        "d_fake_accuracy": 0.75,
+    }
+    assert set(stats) == set(trainer.DISCRIMINATOR_STATS)
+
+
+def test_total_norm_matches_torch_and_flags_nonfinite_gradients():
+    torch.manual_seed(0)
+    grads = [torch.randn(5, 3), torch.randn(7), torch.randn(2, 2, 2).double()]
+    want = torch.linalg.vector_norm(torch.cat([g.flatten().double() for g in grads]))
+    torch.testing.assert_close(trainer.total_norm(grads), want)
+    if hasattr(torch.nn.utils, "get_total_norm"):  # torch >= 2.6
+        for some in (grads, grads[:2]):
+            ours, theirs = trainer.total_norm(some), torch.nn.utils.get_total_norm(some)
+            assert ours.dtype == theirs.dtype
+            torch.testing.assert_close(ours, theirs, rtol=1e-6, atol=0.0)
+    params = [torch.nn.Parameter(torch.zeros(3)), torch.nn.Parameter(torch.zeros(2))]
+    params[0].grad = torch.ones(3)
+    assert trainer.Trainer.nonfinite(torch.tensor(1.0), params).item() == 0.0  # no grad: skipped
+    for bad in (float("nan"), float("inf")):
+        params[1].grad = torch.tensor([1.0, bad])
+        assert trainer.Trainer.nonfinite(torch.tensor(1.0), params).item() == 1.0
+    params[1].grad = torch.zeros(2)
+    assert trainer.Trainer.nonfinite(torch.tensor(float("nan")), params).item() == 1.0
+
+
+def _customization(folder, lora=b"lora-1"):
+    (folder / "base" / "unet").mkdir(parents=True, exist_ok=True)
+    (folder / "customization.json").write_text('{"prompt": "a photo of <scene-0>"}')
+    (folder / "pytorch_lora_weights.safetensors").write_bytes(lora)
+    (folder / "base" / "unet" / "config.json").write_text("{}")
+    return folder
+
+
+def test_fingerprint_covers_the_inpainting_model(small_scene, tmp_path):
+    from maldnerf.nerf.idu import ReinpainterSource
+
+    nerf, idu, files = tiny_settings(), IduSettings(), [small_scene["transforms"]]
+    folder = _customization(tmp_path / "custom")
+
+    def source(customization=folder, **inpaint):
+        settings = {"diffusion": {"model": "tiny", "device": "cpu"}, "inpaint": inpaint}
+        return ReinpainterSource(settings, customization)
+
+    base = checkpoint.fingerprint(nerf, idu, files, source(num_steps=20, batch_size=8))
+    assert base != checkpoint.fingerprint(nerf, idu, files)
+    assert base != checkpoint.fingerprint(nerf, idu, files, source(num_steps=10, batch_size=8))
+    assert base != checkpoint.fingerprint(nerf, idu, files, source(None, num_steps=20))
+    # Run-only settings (devices, batch sizes, caches) do not restart a run.
+    assert base == checkpoint.fingerprint(nerf, idu, files, source(num_steps=20, batch_size=2))
+    cpu = ReinpainterSource({"diffusion": {"model": "tiny", "device": "cpu"}, "inpaint": {}})
+    cuda = ReinpainterSource({"diffusion": {"model": "tiny", "device": "cuda"}, "inpaint": {}})
+    assert checkpoint.fingerprint(nerf, idu, files, cpu) == checkpoint.fingerprint(
+        nerf, idu, files, cuda
+    )
+    # Settings given as dataclasses hash like their plain form.
+    as_dataclass = ReinpainterSource({"idu": IduSettings()}, None)
+    as_dict = ReinpainterSource({"idu": to_dict(IduSettings())}, None)
+    assert checkpoint.fingerprint(nerf, idu, files, as_dataclass) == checkpoint.fingerprint(
+        nerf, idu, files, as_dict
+    )
+    # Every file of the customisation folder counts, by path and content.
+    (folder / "pytorch_lora_weights.safetensors").write_bytes(b"lora-2")
+    changed = checkpoint.fingerprint(nerf, idu, files, source(num_steps=20))
+    assert changed != base
+    (folder / "base" / "unet" / "config.json").write_text('{"x": 1}')
+    assert checkpoint.fingerprint(nerf, idu, files, source(num_steps=20)) != changed
+    with pytest.raises(UserError, match="customisation folder not found"):
+        checkpoint.fingerprint(nerf, idu, files, source(tmp_path / "missing"))
+
+
+def test_a_changed_inpainting_model_does_not_resume(small_scene, tmp_path, caplog):
+    from maldnerf.nerf.idu import ReinpainterSource
+
+    folder = _customization(tmp_path / "custom")
+    source = ReinpainterSource({"inpaint": {"num_steps": 20}}, folder)
+    settings = tiny_settings(iterations=6, keep_checkpoint=True)
+    resumed = []
+    original = trainer.Trainer.restore
+
+    def spy(self, state):
+        resumed.append(1)
+        return original(self, state)
+
+    def run(idu, source):
+        resumed.clear()
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            train(
+                small_scene,
+                tmp_path,
+                settings,
+                idu,
+                factory=FakeInpainter,
+                reinpainter_source=source,
+            )
+        return bool(resumed), "other settings or inputs" in caplog.text
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(trainer.Trainer, "restore", spy)
+        idu = IduSettings(every=4)
+        assert run(idu, source) == (False, False)  # checkpoint at step 3 is kept
+        assert run(idu, source) == (True, False)  # same model: resumes
+        (folder / "pytorch_lora_weights.safetensors").write_bytes(b"retrained")
+        assert run(idu, source) == (False, True)  # customisation changed: starts over
+        other = ReinpainterSource({"inpaint": {"num_steps": 5}}, folder)
+        assert run(idu, other) == (False, True)  # inpainting settings changed: starts over
+        # Without IDU rounds the inpainting model plays no part: changing it still resumes.
+        off = IduSettings(enabled=False)
+        run(off, source)
+        assert run(off, other) == (True, False)
 
 
 def test_nonfinite_steps_are_skipped_then_stop(small_scene, tmp_path, monkeypatch, caplog):
@@ -227,6 +352,7 @@ def test_lpips_variant_with_an_injected_module(small_scene, tmp_path):
     )
     rows = list(csv.DictReader((output / "train_log.csv").open()))
     assert rows[-1]["inpainted"] != "" and rows[-1]["adversarial"] == ""
+    assert all(rows[-1][k] == "" for k in trainer.DISCRIMINATOR_STATS)  # adversarial off
 
 
 def test_cuda_device_without_a_gpu_is_an_error(small_scene, tmp_path):

@@ -5,11 +5,14 @@
 states, the current inpainting targets (uint8), the IDU rounds done, the log rows and the
 accumulated training time. Every step's randomness derives from ``(seed, step)``, so a run
 resumed from a checkpoint continues exactly as if it had not stopped. A ``fingerprint`` of the
-settings and input files guards against resuming a run of different settings or inputs.
+settings and input files guards against resuming a run of different settings or inputs; when
+the run re-inpaints (IDU rounds), it also covers the inpainting model's settings and every
+file of its customisation folder.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -19,7 +22,9 @@ from typing import Any
 import torch
 
 from .. import atomic
+from ..errors import UserError
 from ..settings import to_dict
+from .idu import ReinpainterSource
 from .settings import IduSettings, NerfSettings
 
 log = logging.getLogger(__name__)
@@ -38,14 +43,73 @@ RUN_ONLY = {
 }
 
 
-def fingerprint(nerf: NerfSettings, idu: IduSettings, files: list[Path]) -> str:
-    """Hash of the settings that shape training and of the input files' bytes."""
+# Inpainting-model settings (at any depth) that do not change the re-inpainted targets.
+REINPAINT_RUN_ONLY = {
+    "device",
+    "attention_slicing",
+    "gradient_checkpointing",
+    "batch_size",
+    "cache_size",
+}
+
+
+def fingerprint(
+    nerf: NerfSettings,
+    idu: IduSettings,
+    files: list[Path],
+    reinpainter: ReinpainterSource | None = None,
+) -> str:
+    """Hash of the settings that shape training and of the input files' bytes; with
+    ``reinpainter`` (pass it when the run has IDU rounds) also of the inpainting model's
+    settings and of every file in its customisation folder (names relative to the folder)."""
     settings = {k: v for k, v in to_dict(nerf).items() if k not in RUN_ONLY}
     digest = hashlib.sha256(json.dumps([settings, to_dict(idu)], sort_keys=True).encode())
     for path in files:
         digest.update(path.name.encode())
-        digest.update(hashlib.sha256(path.read_bytes()).digest())
+        digest.update(file_digest(path))
+    if reinpainter is not None:
+        digest.update(b"reinpainter")
+        digest.update(json.dumps(reinpainter_settings(reinpainter), sort_keys=True).encode())
+        if reinpainter.customization is not None:
+            folder = Path(reinpainter.customization)
+            for path in customization_files(folder):
+                digest.update(path.relative_to(folder).as_posix().encode())
+                digest.update(file_digest(path))
     return digest.hexdigest()
+
+
+def reinpainter_settings(source: ReinpainterSource) -> dict[str, Any]:
+    """The inpainting model's settings as plain data, without :data:`REINPAINT_RUN_ONLY`."""
+
+    def plain(value: Any) -> Any:
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            value = to_dict(value)
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items() if k not in REINPAINT_RUN_ONLY}
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        return value
+
+    return {name: plain(value) for name, value in source.settings.items()}
+
+
+def customization_files(folder: Path) -> list[Path]:
+    """Every file under a customisation folder, sorted by relative path."""
+    if not folder.is_dir():
+        raise UserError(
+            f"{folder}: customisation folder not found; run the customize stage first, or pass "
+            "'none' for the base model"
+        )
+    return sorted(p for p in folder.rglob("*") if p.is_file())
+
+
+def file_digest(path: Path) -> bytes:
+    """SHA-256 of a file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.digest()
 
 
 def save(resume_dir: Path, state: dict[str, Any]) -> Path:

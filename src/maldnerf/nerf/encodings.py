@@ -12,6 +12,13 @@ A vertex ``(x, y, z)`` of a level whose grid fits in the table is indexed densel
 ``x + y·2^k + z·2^2k`` (``2^k > res``); finer levels use Instant-NGP's spatial hash
 ``(x·1) xor (y·2654435761) xor (z·805459861) mod T``. Both are xor-combinations of per-axis
 terms (dense terms have disjoint bits), which is why one code path serves both.
+
+Not every row of a level is reachable: a dense level's ``(res+1)^3`` vertices use that many of
+its ``2^3k`` rows, and a hashed level with fewer vertices than about ``8·T`` leaves rows that
+no vertex hashes to. :meth:`HashEncoding.reachable_masks` marks the rows the vertices index
+(found by enumerating them, exactly), so the decay loss averages over those rows only; a
+hashed level with more vertices is taken as reaching all ``T`` rows (a row is then missed with
+probability ``exp(−V/T) < 0.04 %``).
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import torch
 from torch import Tensor, nn
 
 PRIMES = (1, 2654435761, 805459861)
+EXACT_REACH_FACTOR = 8  # enumerate a level's reachable rows up to this many vertices per row
 
 
 def level_resolutions(num_levels: int, base: int, maximum: int) -> list[int]:
@@ -38,6 +46,29 @@ def level_multipliers(resolution: int, table_size: int) -> tuple[tuple[int, int,
     if (2**bits) ** 3 <= table_size:
         return (1, 2**bits, 2 ** (2 * bits)), (2**bits) ** 3
     return PRIMES, table_size
+
+
+def reachable_rows(
+    resolution: int, multipliers: tuple[int, int, int], table_size: int, rows: int
+) -> Tensor | None:
+    """Bool mask ``(rows,)`` of the level rows its ``(res+1)^3`` vertices index, or ``None``
+    when the level has more than ``EXACT_REACH_FACTOR · T`` vertices (all rows count)."""
+    side = resolution + 1
+    if side**3 > EXACT_REACH_FACTOR * table_size:
+        return None
+    if multipliers != PRIMES:  # dense: vertex (x, y, z) is row x + y·edge + z·edge² of edge³
+        edge = multipliers[1]
+        cube = torch.zeros(edge, edge, edge, dtype=torch.bool)
+        cube[:side, :side, :side] = True
+        return cube.reshape(rows)
+    coords = torch.arange(side, dtype=torch.int64)
+    tx, ty, tz = ((coords * m) & (table_size - 1) for m in multipliers)
+    plane = torch.bitwise_xor(tx[None, :], ty[:, None]).reshape(1, -1)  # one z-slice
+    mask = torch.zeros(table_size, dtype=torch.bool)
+    step = max(1, (1 << 22) // plane.shape[1])  # z-slices per chunk: about 4M vertices
+    for start in range(0, side, step):
+        mask[torch.bitwise_xor(plane, tz[start : start + step, None])] = True
+    return mask[:rows]
 
 
 class HashEncoding(nn.Module):
@@ -63,6 +94,15 @@ class HashEncoding(nn.Module):
         resolutions = level_resolutions(num_levels, base_resolution, max_resolution)
         levels = [level_multipliers(r, self.table_size) for r in resolutions]
         self.rows_used = [rows for _, rows in levels]
+        self._reachable: list[str | None] = []  # buffer name of each level's reachable mask
+        self.reachable_counts: list[int] = []  # rows of each level that vertices index
+        for level, (resolution, (mults, rows)) in enumerate(zip(resolutions, levels)):
+            mask = reachable_rows(resolution, mults, self.table_size, rows)
+            name = None if mask is None else f"reachable_{level}"
+            if mask is not None:
+                self.register_buffer(name, mask, persistent=False)
+            self._reachable.append(name)
+            self.reachable_counts.append(rows if mask is None else int(mask.sum()))
         self.register_buffer("resolutions", torch.tensor(resolutions, dtype=torch.int64), False)
         multipliers = torch.tensor([m for m, _ in levels], dtype=torch.int64)
         self.register_buffer("multipliers", multipliers[:, :, None, None], False)  # (L, 3, 1, 1)
@@ -85,6 +125,11 @@ class HashEncoding(nn.Module):
             slice(level * self.table_size, level * self.table_size + rows)
             for level, rows in enumerate(self.rows_used)
         ]
+
+    def reachable_masks(self) -> list[Tensor | None]:
+        """Per level, a bool mask over the rows of :meth:`level_slices` marking those some
+        vertex indexes, or ``None`` when every row counts (see the module docstring)."""
+        return [None if name is None else getattr(self, name) for name in self._reachable]
 
     def forward(self, x: Tensor) -> Tensor:
         shape = x.shape[:-1]

@@ -15,7 +15,9 @@ The inpainting model is anything with :class:`Reinpainter`'s ``inpaint`` method
 from __future__ import annotations
 
 import logging
-from typing import Protocol
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -27,7 +29,14 @@ from .settings import IduSettings
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Reinpainter", "idu_strength", "idu_iterations", "update_targets", "snapshot"]
+__all__ = [
+    "Reinpainter",
+    "ReinpainterSource",
+    "idu_strength",
+    "idu_iterations",
+    "update_targets",
+    "snapshot",
+]
 
 
 class Reinpainter(Protocol):
@@ -44,6 +53,19 @@ class Reinpainter(Protocol):
         ``(H, W)``, True = fill) starting from noise level ``strength`` ∈ (0, 1]; one seed per
         image. Returns the composited images (float32 ``(H, W, 3)`` in [0, 1])."""
         ...
+
+
+@dataclass(frozen=True)
+class ReinpainterSource:
+    """What the dataset update's inpainting model is built from, for the resume fingerprint.
+
+    ``settings``: name → settings dataclass or plain JSON data, e.g. ``{"diffusion":
+    DiffusionSettings, "inpaint": InpaintSettings}``; ``customization``: the customize stage's
+    output folder, or ``None`` for the base model.
+    """
+
+    settings: dict[str, Any]
+    customization: Path | None = None
 
 
 def idu_iterations(settings: IduSettings, total: int) -> list[int]:

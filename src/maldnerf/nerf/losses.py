@@ -62,11 +62,19 @@ def distortion_loss(weights: Tensor, edges: Tensor) -> Tensor:
 
 
 def decay_loss(encodings: list[HashEncoding]) -> Tensor:
-    """Zip-NeRF weight decay: per hash-grid level the mean squared parameter, summed."""
+    """Zip-NeRF weight decay: per hash-grid level the mean squared parameter, summed.
+
+    The mean is over the rows some grid vertex indexes (``reachable_masks``; rows no point can
+    reach would only dilute it) and over the features; a masked sum, so no host sync.
+    """
     total = encodings[0].params.new_zeros(())
     for encoding in encodings:
-        for rows in encoding.level_slices():
-            total = total + encoding.params[rows].square().mean()
+        levels = zip(encoding.level_slices(), encoding.reachable_masks(), encoding.reachable_counts)
+        for rows, mask, count in levels:
+            squares = encoding.params[rows].square()
+            if mask is not None:
+                squares = torch.where(mask[:, None], squares, torch.zeros_like(squares))
+            total = total + squares.sum() / (count * encoding.features_per_level)
     return total
 
 

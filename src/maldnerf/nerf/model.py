@@ -90,14 +90,19 @@ class NerfModel(nn.Module):
     def reconstruction_losses(
         self, outputs: dict[str, Any], target_rgb: Tensor
     ) -> dict[str, Tensor]:
-        """Unweighted L^r terms; the photometric loss uses the first ``len(target_rgb)`` rays."""
+        """Unweighted L^r terms of the rays outside the mask.
+
+        Those are the first ``n = len(target_rgb)`` rays of ``outputs``; any rays after them
+        (the patches rendered inside the mask) take no part in the photometric, interlevel or
+        distortion loss. The decay loss is on the hash-grid parameters, not on rays.
+        """
         n = target_rgb.shape[0]
+        levels = [(e[:n], c[:n]) for e, c in outputs["proposal_levels"]]
+        edges = outputs["edges"][:n]
         return {
             "pixel": pixel_loss(outputs["rgb"][:n], target_rgb),
-            "interlevel": interlevel_loss(
-                outputs["edges"], outputs["cdfs"], outputs["proposal_levels"], self.use_cuda_kernel
-            ),
-            "distortion": distortion_loss(outputs["weights"], outputs["edges"]),
+            "interlevel": interlevel_loss(edges, outputs["cdfs"][:n], levels, self.use_cuda_kernel),
+            "distortion": distortion_loss(outputs["weights"][:n], edges),
             "decay": decay_loss(self.encodings()),
         }
 

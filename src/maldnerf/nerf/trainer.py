@@ -9,8 +9,9 @@ masks folder (dilated training masks) and the initial inpainted training views
                         depth bounds, training views, timings (train seconds, rays/s,
                         iterations), IDU rounds (iteration, strength t, seconds), peak memory,
                         final losses, skipped non-finite steps
-    train_log.csv       every log_every iterations: step, losses, learning rates, IDU
-                        strength in force, rays/s, skipped steps
+    train_log.csv       every log_every iterations: step, losses, the discriminator's mean
+                        real/fake logits and accuracies (adversarial loss on), learning
+                        rates, IDU strength in force, rays/s, skipped steps
     idu/round_XX.png    contact sheet of the training targets after each IDU round
 
 While it runs, ``resume_dir`` (not a declared output, so Snakemake keeps it when the job
@@ -57,7 +58,14 @@ from .adversarial import (
     r1_penalty,
 )
 from .data import Patches, RayData, TrainingViews, load_training_views
-from .idu import Reinpainter, idu_iterations, idu_strength, snapshot, update_targets
+from .idu import (
+    Reinpainter,
+    ReinpainterSource,
+    idu_iterations,
+    idu_strength,
+    snapshot,
+    update_targets,
+)
 from .losses import LpipsLoss, load_lpips, masked_l1
 from .model import NerfModel, build_model
 from .parameterization import make_parameterization, normalize_scene
@@ -98,6 +106,19 @@ def deterministic(enabled: bool):
         yield
     finally:
         torch.use_deterministic_algorithms(previous)
+
+
+def total_norm(tensors: list[Tensor]) -> Tensor:
+    """The 2-norm of all ``tensors`` together (a scalar on the first one's device).
+
+    What ``torch.nn.utils.get_total_norm`` (torch >= 2.6 only) computes, with
+    ``torch.linalg.vector_norm`` alone: the norm of the per-tensor norms (each in its tensor's
+    dtype, stacked with type promotion). It is NaN/inf when an element is NaN/inf or the sum
+    of squares overflows.
+    """
+    device = tensors[0].device
+    norms = [torch.linalg.vector_norm(t).to(device) for t in tensors]
+    return torch.linalg.vector_norm(torch.stack(norms))
 
 
 def step_generator(seed: int, step: int, device: torch.device) -> torch.Generator:
@@ -269,7 +290,7 @@ class Trainer:
         real_logits, _ = self.discriminator(real)
         fake_logits, _ = self.discriminator(fake)
         loss = discriminator_loss(real_logits, fake_logits)
-        out = {"discriminator": loss}
+        out = {"discriminator": loss, **discriminator_stats(real_logits, fake_logits)}
         if (step - adv.warmup) % adv.r1_interval == 0:
             r1 = r1_penalty(lambda x: self.discriminator(x)[0], real)
             loss = loss + 0.5 * self.nerf.loss.r1 * adv.r1_interval * r1
@@ -303,7 +324,7 @@ class Trainer:
         grads = [p.grad for p in parameters if p.grad is not None]
         finite = torch.isfinite(loss)
         if grads:
-            finite = finite & torch.isfinite(torch.nn.utils.get_total_norm(grads))
+            finite = finite & torch.isfinite(total_norm(grads))
         return (~finite).float()
 
     def count_nonfinite(self, found_inf: Tensor) -> None:
@@ -380,7 +401,7 @@ class Trainer:
         self.rays_trained += self.window_rays
         row = {
             "step": self.step,
-            **{k: values.get(k, float("nan")) for k in LOG_LOSSES},
+            **{k: values.get(k, float("nan")) for k in LOG_LOSSES + DISCRIMINATOR_STATS},
             "lr": self.learning_rate(self.step - 1),
             "disc_lr": self.nerf.adversarial.lr if self.adversarial_on(self.step - 1) else 0.0,
             "idu_strength": self.current_strength() or float("nan"),
@@ -391,12 +412,15 @@ class Trainer:
         self.skipped_total += skipped
         self.log_rows.append(row)
         log.info(
-            "step %d/%d  loss %.4f  pixel %.5f  adv %.3f  %.0f rays/s",
+            "step %d/%d  loss %.4f  pixel %.5f  adv %.3f  D accuracy real %.2f fake %.2f  "
+            "%.0f rays/s",
             self.step,
             self.nerf.iterations,
             row["total"],
             row["pixel"],
             row["adversarial"],
+            row["d_real_accuracy"],
+            row["d_fake_accuracy"],
             row["rays_per_second"],
         )
         atomic.write_text(resume_dir / "train_log.csv", log_csv(self.log_rows))
@@ -489,6 +513,23 @@ LOG_LOSSES = (
 )
 
 
+DISCRIMINATOR_STATS = ("d_real_logit", "d_fake_logit", "d_real_accuracy", "d_fake_accuracy")
+
+
+def discriminator_stats(real_logits: Tensor, fake_logits: Tensor) -> dict[str, Tensor]:
+    """What the discriminator makes of this step's patches (before its update), for the log:
+    mean logit of the real and of the fake patches, and the fraction of logit positions it
+    classifies correctly (real > 0, fake < 0). Accuracies near 0.5 and logits near 0 mean it
+    cannot tell the renders from the targets; near 1 and far apart, that it can."""
+    real, fake = real_logits.detach().float(), fake_logits.detach().float()
+    return {
+        "d_real_logit": real.mean(),
+        "d_fake_logit": fake.mean(),
+        "d_real_accuracy": (real > 0).float().mean(),
+        "d_fake_accuracy": (fake < 0).float().mean(),
+    }
+
+
 def log_csv(rows: list[dict[str, Any]]) -> str:
     """The training log as CSV text (empty cells for losses not computed in a window)."""
     buffer = io.StringIO()
@@ -534,10 +575,14 @@ def run(
     resume_dir: Path,
     reinpainter_factory: Callable[[], Reinpainter] | None = None,
     lpips_module: torch.nn.Module | None = None,
+    reinpainter_source: ReinpainterSource | None = None,
 ) -> None:
     """Train the NeRF of one scene and variant and write its folder ``output`` (see module doc).
 
-    ``lpips_module`` replaces the pretrained LPIPS network (tests only).
+    ``reinpainter_source`` names what ``reinpainter_factory`` builds its model from (settings,
+    customisation folder); when the run has IDU rounds it is part of the resume fingerprint, so
+    a checkpoint made with another inpainting model is not resumed. ``lpips_module`` replaces
+    the pretrained LPIPS network (tests only).
     """
     transforms, masks_dir, targets_dir = Path(transforms), Path(masks_dir), Path(targets_dir)
     output, resume_dir = Path(output), Path(resume_dir)
@@ -549,7 +594,10 @@ def run(
     _, views = load_training_views(transforms, masks_dir, targets_dir)
     trainer = Trainer(nerf, idu, views, device, reinpainter_factory, lpips_module)
     trainer.fingerprint = checkpoint.fingerprint(
-        nerf, idu, input_files(transforms, masks_dir, targets_dir, views.names)
+        nerf,
+        idu,
+        input_files(transforms, masks_dir, targets_dir, views.names),
+        reinpainter_source if trainer.idu_at else None,
     )
     resume_dir.mkdir(parents=True, exist_ok=True)
     state = checkpoint.load(resume_dir, trainer.fingerprint)
