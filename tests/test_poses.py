@@ -79,3 +79,46 @@ def test_known_poses_required_for_method_known(tmp_path):
     )
     with pytest.raises(UserError, match="poses: known, but the scene has no transforms.json"):
         run(PosesSettings(method="known"), tmp_path / "scene", tmp_path / "poses")
+
+
+def test_sequential_matcher_and_a_pinhole_model_register_every_view(synthetic_scene, tmp_path):
+    """The video-capture path: sequential pairs only; a model without distortion keeps the
+    original images (nothing to undistort)."""
+    from maldnerf.poses import ColmapSettings
+
+    settings = PosesSettings(
+        colmap=ColmapSettings(matcher="sequential", sequential_overlap=8, camera_model="PINHOLE")
+    )
+    run(settings, synthetic_scene / "scene", tmp_path / "poses")
+    report = json.loads((tmp_path / "poses" / "accuracy.json").read_text())
+    assert len(report["views"]) == 32
+    assert report["rotation_deg"]["median"] < 1.0 and report["translation_percent"]["median"] < 1.0
+    cameras = load_transforms(tmp_path / "poses" / "transforms.json")
+    assert not any("undistorted" in str(f.image) for f in cameras.frames)
+    assert not (tmp_path / "poses" / "undistorted").exists()
+
+
+def test_undistortion_inverts_the_lens_distortion(tmp_path):
+    """A pinhole image seen through a radial lens (k1 = -0.2), undistorted, is the pinhole image
+    again (up to interpolation), and far from it without undistortion."""
+    import cv2
+
+    from maldnerf.poses import _undistort_view
+
+    h, w = 120, 160
+    k = np.array([[150.0, 0, 80], [0, 150.0, 60], [0, 0, 1]])
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    pinhole = np.stack([127 + 100 * np.sin(x / 9), 127 + 100 * np.cos(y / 7), 127 + 0 * x], -1)
+    pinhole = pinhole.astype(np.uint8)
+    coefficients = np.array([-0.2, 0.0, 0.0, 0.0, 0.0])
+    # Where each pixel of the distorted photo looks: the undistorted position of its ray.
+    grid = np.stack([x.ravel(), y.ravel()], -1)[:, None, :]
+    ideal = cv2.undistortPoints(grid, k, coefficients, P=k).reshape(h, w, 2)
+    photo = cv2.remap(pinhole, ideal[..., 0], ideal[..., 1], cv2.INTER_LINEAR)
+    cv2.imwrite(str(tmp_path / "v.png"), photo)
+    out, _ = _undistort_view(tmp_path / "v.png", None, "train", tmp_path / "u", k, [-0.2])
+    restored = cv2.imread(str(out), cv2.IMREAD_COLOR).astype(np.float64)
+    inner = (slice(10, 110), slice(10, 150), slice(0, 2))  # the textured channels
+    error = np.abs(restored[inner] - pinhole[inner]).mean()
+    before = np.abs(photo[inner].astype(np.float64) - pinhole[inner]).mean()
+    assert error < 0.2 * before, (error, before)
