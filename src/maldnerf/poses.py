@@ -263,6 +263,9 @@ def _undistort_view(
 ) -> tuple[Path, Path | None]:
     import cv2
 
+    from .images import PNG_COMPRESS_LEVEL
+
+    png = [cv2.IMWRITE_PNG_COMPRESSION, PNG_COMPRESS_LEVEL]
     coefficients = np.zeros(5)  # OpenCV order k1, k2, p1, p2, k3 matches COLMAP's parameters
     coefficients[: len(distortion)] = distortion
     pixels = cv2.imread(str(image), cv2.IMREAD_COLOR)
@@ -276,6 +279,7 @@ def _undistort_view(
     cv2.imwrite(
         str(image_out),
         cv2.remap(pixels, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT),
+        png,
     )
     mask_out = None
     if mask is not None:
@@ -286,6 +290,7 @@ def _undistort_view(
         cv2.imwrite(
             str(mask_out),
             cv2.remap(values, map_x, map_y, cv2.INTER_NEAREST, borderMode=cv2.BORDER_REPLICATE),
+            png,
         )
     return image_out, mask_out
 
