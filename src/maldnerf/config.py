@@ -293,18 +293,14 @@ class Pipeline:
         """GPUs the evaluate job asks for: one when a backbone it computes a metric with (LPIPS's
         AlexNet, Inception) has its weights here and may run on a GPU, none otherwise (PSNR and
         SSIM alone take a second on the CPU)."""
-        from os.path import expanduser
-
-        from .evaluate.backbones import default_alexnet_path, inception_candidates
+        from .evaluate.backbones import alexnet_file, inception_files
 
         settings = self.evaluate_params(scene)
         if settings["device"] == "cpu":
             return 0
         wanted = set(settings["metrics"])
-        given = settings["alexnet_weights"]
-        alexnet = Path(expanduser(given)) if given else default_alexnet_path()
-        given = settings["inception_weights"]
-        inception = [Path(expanduser(given))] if given else inception_candidates()
+        alexnet = alexnet_file(settings["alexnet_weights"])
+        inception = inception_files(settings["inception_weights"])
         lpips = bool(wanted & {"lpips", "m_lpips"}) and alexnet.is_file()
         fid = bool(wanted & {"fid", "kid"}) and any(p.is_file() for p in inception)
         return int(lpips or fid)

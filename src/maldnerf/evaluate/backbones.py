@@ -104,6 +104,19 @@ def inception_candidates() -> list[Path]:
     return [torch_hub_dir() / "checkpoints" / INCEPTION_FILE, Path("/tmp") / INCEPTION_FILE]
 
 
+def alexnet_file(alexnet_weights: str | None) -> Path:
+    """The AlexNet weight file evaluate reads: ``alexnet_weights`` if given, else torch hub's."""
+    return _resolve(alexnet_weights) or default_alexnet_path()
+
+
+def inception_files(inception_weights: str | None) -> list[Path]:
+    """Where evaluate looks for the Inception file, in order: ``inception_weights`` if given,
+    else :func:`inception_candidates`."""
+    if inception_weights is not None:
+        return [_resolve(inception_weights)]
+    return inception_candidates()
+
+
 def sha256(path: Path) -> str:
     """Hex sha256 of a file."""
     digest = hashlib.sha256()
@@ -250,7 +263,7 @@ def load_backbones(
         return backbones
     missing: dict[str, tuple[str, str]] = {}
     if need_lpips:
-        alexnet = _resolve(alexnet_weights) or default_alexnet_path()
+        alexnet = alexnet_file(alexnet_weights)
         linear = _resolve(lpips_weights) or default_lpips_weights_path()
         if not alexnet.is_file():
             missing["lpips"] = (
@@ -263,11 +276,8 @@ def load_backbones(
                 "reinstall the lpips package or set evaluate.lpips_weights",
             )
     if need_inception:
-        if inception_weights is not None:
-            candidates = [_resolve(inception_weights)]
-        else:
-            candidates = inception_candidates()
-        inception = next((p for p in candidates if p is not None and p.is_file()), None)
+        candidates = inception_files(inception_weights)
+        inception = next((p for p in candidates if p.is_file()), None)
         if inception is None:
             where = " or ".join(str(p) for p in candidates)
             missing["inception"] = (
