@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from maldnerf.digests import file_sha256
 from maldnerf.errors import UserError
 from maldnerf.evaluate import backbones as bb
 
@@ -168,7 +169,7 @@ def test_inception_from_a_local_torchscript_file_plumbing(tmp_path, monkeypatch)
     )
     features = got.inception(torch.full((3, 3, 299, 299), 128.0))
     assert features.shape == (3, 4)
-    assert got.provenance["inception"] == {"path": str(path), "sha256": bb.sha256(path)[:16]}
+    assert got.provenance["inception"] == {"path": str(path), "sha256": file_sha256(path)[:16]}
 
 
 def test_a_truncated_inception_file_is_a_one_line_error(tmp_path):

@@ -27,7 +27,6 @@ loaded (truncated download, wrong file) is a :class:`~maldnerf.errors.UserError`
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import re
@@ -38,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from ..devices import resolve_device
+from ..digests import file_sha256
 from ..errors import UserError
 
 log = logging.getLogger(__name__)
@@ -117,15 +117,6 @@ def inception_files(inception_weights: str | None) -> list[Path]:
     return inception_candidates()
 
 
-def sha256(path: Path) -> str:
-    """Hex sha256 of a file."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _resolve(path: str | None) -> Path | None:
     return None if path is None else Path(os.path.expanduser(path))
 
@@ -145,7 +136,7 @@ def _corrupt(path: Path, what: str, exc: BaseException | str, url: str | None) -
 
 def _provenance(path: Path, what: str, url: str | None) -> dict[str, str]:
     """Hash the file; if its name carries a torch-hub hash prefix, check it."""
-    digest = sha256(path)
+    digest = file_sha256(path)
     match = re.search(r"-([0-9a-f]{8,64})\.pth?$", path.name)
     if match and not digest.startswith(match.group(1)):
         raise _corrupt(

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from .. import atomic
+from ..digests import file_sha256
 from ..errors import UserError
 from ..settings import to_dict
 from .idu import ReinpainterSource
@@ -66,7 +67,7 @@ def fingerprint(
     digest = hashlib.sha256(json.dumps([settings, to_dict(idu)], sort_keys=True).encode())
     for path in files:
         digest.update(path.name.encode())
-        digest.update(file_digest(path))
+        digest.update(bytes.fromhex(file_sha256(path)))
     if reinpainter is not None:
         digest.update(b"reinpainter")
         digest.update(json.dumps(reinpainter_settings(reinpainter), sort_keys=True).encode())
@@ -74,7 +75,7 @@ def fingerprint(
             folder = Path(reinpainter.customization)
             for path in customization_files(folder):
                 digest.update(path.relative_to(folder).as_posix().encode())
-                digest.update(file_digest(path))
+                digest.update(bytes.fromhex(file_sha256(path)))
     return digest.hexdigest()
 
 
@@ -101,15 +102,6 @@ def customization_files(folder: Path) -> list[Path]:
             "'none' for the base model"
         )
     return sorted(p for p in folder.rglob("*") if p.is_file())
-
-
-def file_digest(path: Path) -> bytes:
-    """SHA-256 of a file's bytes, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.digest()
 
 
 def save(resume_dir: Path, state: dict[str, Any]) -> Path:
