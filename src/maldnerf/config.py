@@ -371,7 +371,8 @@ class Pipeline:
         """``(pixels per view, number of views)`` of a scene, for sizing resources.
 
         Synthetic scenes are sized from their settings; folders from the first image's header
-        and the number of files (a folder without readable images counts as a 1-megapixel, 100-view scene).
+        and the number of files (a folder without readable images counts as a 1-megapixel,
+        100-view scene).
         """
         config = self.scenes[scene]
         if config.source == "synthetic":

@@ -2,9 +2,10 @@
 
 Inputs: the prepared scene (its test views are ground truth *without* the object; with the
 poses stage's ``transforms.json`` given, the images its test frames name, which are undistorted
-as the renders are when COLMAP's camera model has distortion), the masks stage's folder (dilated test masks: where the object was), the render stage's folder
-(``test/<name>.png``, one per test view, same size as the ground truth) and, optionally, the
-train stage's folder (``nerf.json`` for the training time).
+as the renders are when COLMAP's camera model has distortion), the masks stage's folder
+(dilated test masks: where the object was), the render stage's folder (``test/<name>.png``, one
+per test view, same size as the ground truth) and, optionally, the train stage's folder
+(``nerf.json`` for the training time).
 
 Metrics (definitions of PSNR, SSIM and FID/KID in :mod:`.measures`):
 

@@ -462,10 +462,10 @@ def run(
     ``variants``: names in row order, or :class:`Variant` / ``{"name", "description",
     "skipped"}`` mappings (see :func:`parse_variants`). Companions default to
     ``table_per_scene.csv``, ``table.md`` and ``metrics.png`` beside ``output_csv`` and contact
-    sheets to ``<output_csv folder>/{scene}/contact_sheet.png``, one per scene in ``sheet_scenes``
-    (default: the scenes with metrics files; a scene without any has a sheet that says so). With ``benchmarks`` (Snakemake's benchmark files or
-    folders, see :func:`timings`) ``timings.csv`` (or ``timings_csv``) lists each job's time and
-    memory.
+    sheets to ``<output_csv folder>/{scene}/contact_sheet.png``, one per scene in
+    ``sheet_scenes`` (default: the scenes with metrics files; a scene without any has a sheet
+    that says so). With ``benchmarks`` (Snakemake's benchmark files or folders, see
+    :func:`timings`) ``timings.csv`` (or ``timings_csv``) lists each job's time and memory.
     """
     import pandas as pd
 
