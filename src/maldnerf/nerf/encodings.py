@@ -131,6 +131,15 @@ class HashEncoding(nn.Module):
         vertex indexes, or ``None`` when every row counts (see the module docstring)."""
         return [None if name is None else getattr(self, name) for name in self._reachable]
 
+    def lookup(self, rows: Tensor) -> Tensor:
+        """Table rows ``(M,)`` (int64) → their features ``(M, F)``.
+
+        ``index_select``, whose backward is a scatter-add: on the CPU the encoding's forward +
+        backward is ~1.7× faster than with advanced indexing (``params[rows]``, whose backward
+        is an accumulating ``index_put_``), measured by ``benchmarks/speedups.py``.
+        """
+        return self.params.index_select(0, rows)
+
     def forward(self, x: Tensor) -> Tensor:
         shape = x.shape[:-1]
         points = x.reshape(-1, 3).float().clamp(0.0, 1.0).T.contiguous()  # (3, N)
@@ -146,7 +155,7 @@ class HashEncoding(nn.Module):
         index = _outer3(ix, terms[:, 1], terms[:, 2], torch.bitwise_xor)  # (L, 2, 2, 2, N)
         w = torch.stack([1.0 - frac, frac], dim=2)  # (L, 3, 2, N)
         weights = _outer3(w[:, 0], w[:, 1], w[:, 2], torch.mul)
-        features = self.params[index.reshape(levels, 8, n)]  # (L, 8, N, F)
+        features = self.lookup(index.reshape(-1)).reshape(levels, 8, n, -1)  # (L, 8, N, F)
         out = (features * weights.reshape(levels, 8, n, 1)).sum(dim=1)  # (L, N, F)
         return out.permute(1, 0, 2).reshape(*shape, self.output_dim)
 
