@@ -9,7 +9,7 @@
 #     bash benchmarks/gpu_session.sh [OUT]      # OUT defaults to $OUT, else results/benchmarks/gpu
 #
 # Files in OUT: session.log (everything printed), gpu_pipeline.json, gpu_pipeline.csv,
-# nerf_sweep.json, diffusion_speed.json, pytest_gpu.txt.
+# nerf_sweep.json, diffusion_speed.json, speedups.json, pytest_gpu.txt.
 #
 # Rehearsal without a GPU (checks the script's logic and every Python step at tiny sizes):
 #     GPU_SESSION_DEVICE=cpu GPU_SESSION_SMOKE=1 bash benchmarks/gpu_session.sh /tmp/rehearsal
@@ -29,10 +29,12 @@ SITE="${GPU_SESSION_SITE:-/tmp/site}"
 SMOKE=()
 SWEEP_SIZE=(--iterations 20 --warmup 3)
 DIFFUSION_SIZE=(--steps 5 --batch-size 8 --views 8)
+SPEEDUPS_SIZE=(--repeat 5)
 if [ -n "${GPU_SESSION_SMOKE:-}" ]; then
     SMOKE=(--smoke)
     SWEEP_SIZE=(--iterations 2 --warmup 1 --views 3 --width 96 --height 64 --cpu-defaults)
     DIFFUSION_SIZE=(--steps 1 --batch-size 1 --views 1 --size tiny --resolution 64)
+    SPEEDUPS_SIZE=(--repeat 1)
 fi
 left() { echo $((DEADLINE - (SECONDS - START))); }
 log() { echo "[$(date +%H:%M:%S) +$((SECONDS - START))s, $(left) s left] $*"; }
@@ -126,6 +128,13 @@ if (($(left) > 90)); then
         "${DIFFUSION_SIZE[@]}" --output "$OUT/diffusion_speed.json" | tail -40
 else
     log "diffusion speed skipped: not enough time left"
+fi
+if (($(left) > 40)); then
+    log "side-by-side speed-ups on the GPU (hash-grid lookup, fused Adam, render chunk size)"
+    timeout "$(slot 90 5)" "$PY" benchmarks/speedups.py --device "$DEVICE" \
+        --only hash_grid adam render_chunk "${SPEEDUPS_SIZE[@]}" --output "$OUT/speedups.json"
+else
+    log "speed-ups skipped: not enough time left"
 fi
 log "done; files in $OUT:"
 ls -la "$OUT"

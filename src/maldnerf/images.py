@@ -28,7 +28,7 @@ EXIF_ORIENTATION = 0x0112
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
 PNG_COMPRESS_LEVEL = 1
 """zlib level of the PNGs the pipeline writes: about 4x faster than Pillow's default 6 for
-files about a fifth larger (``benchmarks/cpu_hotspots.py``)."""
+files about a fifth larger (``benchmarks/speedups.py``)."""
 
 
 def list_images(folder: str | os.PathLike) -> list[Path]:
