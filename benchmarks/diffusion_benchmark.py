@@ -32,7 +32,6 @@ import argparse
 import json
 import logging
 import os
-import platform
 import resource
 import sys
 import time
@@ -136,6 +135,7 @@ def speed(args: argparse.Namespace) -> dict:
     import diffusers
     import torch
 
+    from machine import device_name
     from maldnerf.diffusion.customize import CustomizeSettings, Trainer
     from maldnerf.diffusion.inpaint import Inpainter, InpaintSettings
     from maldnerf.diffusion.models import (
@@ -157,9 +157,7 @@ def speed(args: argparse.Namespace) -> dict:
     warmup = args.warmup if args.warmup is not None else (1 if device.type == "cuda" else 0)
     report: dict = {
         "device": str(device),
-        "device_name": torch.cuda.get_device_name(device)
-        if device.type == "cuda"
-        else platform.processor() or platform.machine(),
+        "device_name": device_name(device),
         "cpu_threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "diffusers": diffusers.__version__,

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from full_size import full_size_sections
+from machine import device_name
 from maldnerf import atomic
 from maldnerf.devices import resolve_device
 from maldnerf.nerf.data import TrainingViews
@@ -207,7 +208,7 @@ def main(args: argparse.Namespace) -> int:
         steps = [("run", {})]
     report = {
         "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "device_name": device_name(device),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "views": args.views,

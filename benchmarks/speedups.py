@@ -36,7 +36,6 @@ import contextlib
 import io
 import logging
 import os
-import platform
 import statistics
 import sys
 import time
@@ -51,6 +50,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 sys.path.insert(0, str(Path(__file__).parent))  # the benchmarks' shared helpers
 from full_size import full_size_sections  # noqa: E402
+from machine import device_name  # noqa: E402
 from maldnerf import atomic  # noqa: E402
 from maldnerf.devices import resolve_device  # noqa: E402
 from maldnerf.images import PNG_COMPRESS_LEVEL  # noqa: E402
@@ -436,9 +436,7 @@ def main(argv: list[str] | None = None) -> int:
     figures: dict[str, Any] = {}
     meta = {
         "device": str(device),
-        "device_name": torch.cuda.get_device_name(device)
-        if device.type == "cuda"
-        else platform.processor() or platform.machine(),
+        "device_name": device_name(device),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "repeat": args.repeat,
