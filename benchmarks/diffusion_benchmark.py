@@ -39,6 +39,8 @@ from pathlib import Path
 
 import numpy as np
 
+from machine import device_name, synchronize
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 log = logging.getLogger("diffusion_benchmark")
 
@@ -110,13 +112,6 @@ def reset_peak(device) -> None:
         torch.cuda.reset_peak_memory_stats(device)
 
 
-def sync(device) -> None:
-    import torch
-
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def synthetic_views(count: int, size: int, seed: int = 0):
     """Views slightly larger than the model resolution, with a blob mask each."""
     from maldnerf.diffusion.views import TrainingView
@@ -135,7 +130,6 @@ def speed(args: argparse.Namespace) -> dict:
     import diffusers
     import torch
 
-    from machine import device_name
     from maldnerf.diffusion.customize import CustomizeSettings, Trainer
     from maldnerf.diffusion.inpaint import Inpainter, InpaintSettings
     from maldnerf.diffusion.models import (
@@ -194,10 +188,10 @@ def speed(args: argparse.Namespace) -> dict:
     report["lora_parameters_millions"] = round(sum(p.numel() for p in trainer.lora) / 1e6, 3)
     times = []
     for step in range(warmup + args.steps):
-        sync(device)
+        synchronize(device)
         start = time.perf_counter()
         loss = trainer.unet_step(step)
-        sync(device)
+        synchronize(device)
         elapsed = time.perf_counter() - start
         log.info(
             "train step %d: %.2f s (loss %.4f)%s",
@@ -236,10 +230,10 @@ def speed(args: argparse.Namespace) -> dict:
     seeds = list(range(args.views))
     runs = []
     for index in range(warmup + 1):
-        sync(device)
+        synchronize(device)
         start = time.perf_counter()
         inpainter.inpaint(images, masks, args.strength, seeds)
-        sync(device)
+        synchronize(device)
         runs.append(time.perf_counter() - start)
         log.info(
             "re-inpaint of %d views: %.2f s%s",

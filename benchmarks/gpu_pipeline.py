@@ -70,6 +70,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from machine import device_name, synchronize
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("PYTHONUNBUFFERED", "1")
@@ -349,8 +351,7 @@ class Device:
         self._stop.set()
 
     def sync(self) -> None:
-        if self.cuda:
-            self.torch.cuda.synchronize(self.device)
+        synchronize(self.device)
 
     def reset_peak(self) -> None:
         gc.collect()
@@ -376,17 +377,15 @@ class Device:
             "cpu_count": os.cpu_count(),
             "torch_threads": torch.get_num_threads(),
             "python": platform.python_version(),
+            "name": device_name(self.device),
         }
         if self.cuda:
             props = torch.cuda.get_device_properties(self.device)
             info.update(
-                name=torch.cuda.get_device_name(self.device),
                 memory_gb=round(props.total_memory / 2**30, 1),
                 cuda=torch.version.cuda,
                 bf16=torch.cuda.is_bf16_supported(),
             )
-        else:
-            info["name"] = platform.processor() or platform.machine()
         for module in ("diffusers", "transformers", "peft", "nerfacc"):
             try:
                 info[module] = __import__(module).__version__

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from full_size import full_size_sections
-from machine import device_name
+from machine import device_name, synchronize
 from maldnerf import atomic
 from maldnerf.devices import resolve_device
 from maldnerf.nerf.data import TrainingViews
@@ -133,11 +133,6 @@ def settings_for(args: argparse.Namespace, device: torch.device, **changes) -> N
     return from_dict(NerfSettings, base)
 
 
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def measure(
     args: argparse.Namespace, device: torch.device, views: TrainingViews, **changes
 ) -> dict:
@@ -153,12 +148,12 @@ def measure(
     compile_started = time.perf_counter()
     for step in range(args.warmup):
         trainer.train_step(start + step)
-    sync(device)
+    synchronize(device)
     warmup_seconds = time.perf_counter() - compile_started
     began = time.perf_counter()
     for step in range(args.iterations):
         losses = trainer.train_step(start + args.warmup + step)
-    sync(device)
+    synchronize(device)
     seconds = time.perf_counter() - began
     finite = bool(torch.isfinite(losses["total"]).item())
     result = {

@@ -33,7 +33,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import io
+import itertools
 import logging
 import os
 import statistics
@@ -50,7 +52,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 sys.path.insert(0, str(Path(__file__).parent))  # the benchmarks' shared helpers
 from full_size import full_size_sections  # noqa: E402
-from machine import device_name  # noqa: E402
+from machine import device_name, synchronize  # noqa: E402
 from maldnerf import atomic  # noqa: E402
 from maldnerf.devices import resolve_device  # noqa: E402
 from maldnerf.images import PNG_COMPRESS_LEVEL  # noqa: E402
@@ -80,11 +82,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def side_by_side(
     before: Callable[[], Any], after: Callable[[], Any], repeat: int, device: torch.device
 ) -> dict[str, float]:
@@ -94,10 +91,10 @@ def side_by_side(
     times: dict[str, list[float]] = {"before": [], "after": []}
     for round_index in range(repeat + 1):
         for name, fn in (("before", before), ("after", after)):
-            sync(device)
+            synchronize(device)
             start = time.perf_counter()
             fn()
-            sync(device)
+            synchronize(device)
             if round_index:
                 times[name].append(time.perf_counter() - start)
     result = {f"{k}_seconds": statistics.median(v) for k, v in times.items()}
@@ -126,6 +123,16 @@ def indexing_lookup() -> Iterator[None]:
         yield
     finally:
         HashEncoding.lookup = original
+
+
+def with_indexing_lookup(work: Callable[[], Any]) -> Callable[[], None]:
+    """``work`` run with the replaced lookup: the *before* of the hash-grid figures."""
+
+    def run() -> None:
+        with indexing_lookup():
+            work()
+
+    return run
 
 
 def encoding_pass(encoding: HashEncoding, points: torch.Tensor, grad: torch.Tensor) -> None:
@@ -161,19 +168,12 @@ def _hash_grid(args: argparse.Namespace, device: torch.device, figures: dict) ->
         ).to(device)
         x = torch.rand(points, 3, generator=generator).to(device)
         grad = torch.randn(points, encoding.output_dim, generator=generator).to(device)
-        with indexing_lookup():
-            encoding_pass(encoding, x, grad)
-            old = encoding.params.grad.clone()
-        encoding_pass(encoding, x, grad)
+        after = functools.partial(encoding_pass, encoding, x, grad)
+        with_indexing_lookup(after)()
+        old = encoding.params.grad.clone()
+        after()
         difference = float((encoding.params.grad - old).abs().max())
-
-        def before(encoding=encoding, x=x, grad=grad) -> None:
-            with indexing_lookup():
-                encoding_pass(encoding, x, grad)
-
-        result = side_by_side(
-            before, lambda e=encoding, x=x, g=grad: encoding_pass(e, x, g), args.repeat, device
-        )
+        result = side_by_side(with_indexing_lookup(after), after, args.repeat, device)
         result["max_gradient_difference"] = difference
         report(
             figures,
@@ -185,23 +185,25 @@ def _hash_grid(args: argparse.Namespace, device: torch.device, figures: dict) ->
 
     views = synthetic_views(24, 160, 120)
     settings = NerfSettings(device=device.type)
-    trainers = {}
-    with indexing_lookup():
-        trainers["before"] = Trainer(settings, IduSettings(enabled=False), views, device)
-    trainers["after"] = Trainer(settings, IduSettings(enabled=False), views, device)
-    steps = {"before": settings.adversarial.warmup, "after": settings.adversarial.warmup}
 
-    def step(name: str) -> None:
-        for _ in range(5):
-            if name == "before":
-                with indexing_lookup():
-                    trainers[name].train_step(steps[name])
-            else:
-                trainers[name].train_step(steps[name])
-            steps[name] += 1
+    def five_steps() -> Callable[[], None]:
+        """Five training steps of a fresh trainer per call, from the adversarial warm-up on."""
+        trainer = Trainer(settings, IduSettings(enabled=False), views, device)
+        step = itertools.count(settings.adversarial.warmup)
 
-    result = side_by_side(lambda: step("before"), lambda: step("after"), args.repeat, device)
-    for key in ("before_seconds", "after_seconds"):
+        def run() -> None:
+            for _ in range(5):
+                trainer.train_step(next(step))
+
+        return run
+
+    result = side_by_side(with_indexing_lookup(five_steps()), five_steps(), args.repeat, device)
+    for key in (
+        "before_seconds",
+        "after_seconds",
+        "before_fastest_seconds",
+        "after_fastest_seconds",
+    ):
         result[key] /= 5
     rays = settings.batch_rays + settings.patches_per_step * settings.patch_size**2
     result["after_rays_per_second"] = rays / result["after_seconds"]
@@ -289,6 +291,7 @@ def png(args: argparse.Namespace, device: torch.device, figures: dict) -> None:
 
 def diffusion(args: argparse.Namespace, device: torch.device, figures: dict) -> None:
     from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
+    from diffusion_benchmark import synthetic_views
 
     import maldnerf.diffusion.inpaint as inpaint_module
     from maldnerf.diffusion.customize import CustomizeSettings, Trainer
@@ -309,14 +312,8 @@ def diffusion(args: argparse.Namespace, device: torch.device, figures: dict) -> 
     resolution = model_resolution(settings, pipeline)
     place(pipeline, settings, device)
     inpaint = InpaintSettings()
-    rng = np.random.default_rng(0)
-    images = [rng.random((resolution + 16, resolution + 32, 3), dtype=np.float32)] * args.views
-    images = [image.copy() for image in images]
-    masks = []
-    for i in range(args.views):
-        mask = np.zeros(images[i].shape[:2], bool)
-        mask[resolution // 3 : resolution // 3 + resolution // 4, 10 + i : 30 + i] = True
-        masks.append(mask)
+    views = synthetic_views(args.views, resolution)
+    images, masks = [v.image for v in views], [v.mask for v in views]
     seeds = list(range(args.views))
     tag = f"{size} model at {resolution} px, {args.views} views"
 
@@ -384,7 +381,6 @@ def diffusion(args: argparse.Namespace, device: torch.device, figures: dict) -> 
     )
     report(figures, "attention_sdpa", f"t=1 inpainting, classic vs SDPA attention; {tag}", result)
 
-    views = _training_views(args.views, resolution)
     customize = CustomizeSettings(steps=10**6, batch_size=4, warmup_steps=0, num_tokens=0)
     trainer = Trainer(customize, settings, views, pipeline)  # LoRA-only: not the `tiny` path
     steps = iter(range(10**6))
@@ -404,19 +400,6 @@ def diffusion(args: argparse.Namespace, device: torch.device, figures: dict) -> 
         f"at {resolution} px",
         result,
     )
-
-
-def _training_views(count: int, resolution: int) -> list:
-    from maldnerf.diffusion.views import TrainingView
-
-    rng = np.random.default_rng(1)
-    views = []
-    for i in range(count):
-        image = rng.random((resolution + 16, resolution + 32, 3), dtype=np.float32)
-        mask = np.zeros(image.shape[:2], bool)
-        mask[resolution // 3 : resolution // 2, resolution // 3 : resolution // 2] = True
-        views.append(TrainingView(f"v{i}", Path(f"v{i}.png"), image, mask))
-    return views
 
 
 SECTIONS = {
