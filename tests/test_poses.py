@@ -1,5 +1,6 @@
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -42,6 +43,11 @@ def test_colmap_registers_every_view_accurately(synthetic_poses):
     assert (synthetic_poses / "colmap" / "images.bin").is_file()
     # SIMPLE_RADIAL has a distortion parameter: views were undistorted next to the model.
     assert all(f.image.is_file() and "undistorted" in str(f.image) for f in cameras.frames)
+    # ... and so are the object masks, in a folder of their own; the keep masks follow them.
+    for frame in cameras.split("train"):
+        assert frame.mask.parent.name == "object_masks"
+        object_mask = np.asarray(Image.open(frame.mask)) > 0
+        assert not (np.asarray(Image.open(frame.keep_mask)) > 0)[object_mask].any()
 
 
 def test_views_colmap_cannot_register_are_listed(synthetic_scene, tmp_path):
@@ -67,6 +73,38 @@ def test_known_poses_are_copied(synthetic_scene, tmp_path):
     assert np.allclose(cameras.frames[3].camera_to_world, known.frames[3].camera_to_world)
     assert cameras.frames[3].image.resolve() == known.frames[3].image.resolve()
     assert not (tmp_path / "poses" / "accuracy.json").exists()
+
+
+def test_transforms_json_means_to_nerfstudio_what_it_means_to_us(synthetic_scene, tmp_path):
+    """nerfstudio's dataparser takes the split from the top-level ``*_filenames`` lists (else it
+    makes its own 90/10 split) and reads ``mask_path`` as the pixels to use (nonzero = keep);
+    our object masks are under ``object_mask_path``."""
+    from maldnerf.images import read_mask
+
+    run(PosesSettings(method="known"), synthetic_scene / "scene", tmp_path / "poses")
+    path = tmp_path / "poses" / "transforms.json"
+    data = json.loads(path.read_text())
+    frames = data["frames"]
+    train = [f["file_path"] for f in frames if f["split"] == "train"]
+    test = [f["file_path"] for f in frames if f["split"] == "test"]
+    assert (len(train), len(test)) == (24, 8)
+    assert data["train_filenames"] == train
+    assert data["val_filenames"] == test and data["test_filenames"] == test
+    assert all("mask_path" in f for f in frames)  # nerfstudio: every frame or none
+    for frame in frames:
+        keep = np.asarray(Image.open(path.parent / frame["mask_path"]))
+        assert keep.ndim == 2 and set(np.unique(keep)) <= {0, 255}  # one channel, 0/255
+        if frame["split"] == "test":  # photos without the object: every pixel is usable
+            assert keep.all()
+            continue
+        assert Path(frame["mask_path"]).parent.name == "keep_masks"
+        object_mask = read_mask(path.parent / frame["object_mask_path"])
+        assert object_mask.any() and not (keep > 0)[object_mask].any()
+        # Outside the object grown by colmap.mask_margin (2 px) every pixel is kept.
+        assert (keep > 0).mean() > 1 - object_mask.mean() - 0.05
+    cameras = load_transforms(path)
+    assert all(f.keep_mask is not None and f.keep_mask.is_file() for f in cameras.frames)
+    assert all(f.mask is not None for f in cameras.split("train"))
 
 
 def test_known_poses_required_for_method_known(tmp_path):

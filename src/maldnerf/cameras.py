@@ -6,11 +6,21 @@ and OpenCV use x right, y down, looking along +z; :func:`opencv_to_opengl` conve
 Intrinsics are in pixels of the stored images: ``fl_x, fl_y, cx, cy, w, h``; images are
 undistorted, so ``camera_model`` is ``OPENCV`` with zero distortion coefficients.
 
+The split and the masks mean to nerfstudio what they mean to us:
+
+- top-level ``train_filenames``, ``val_filenames`` and ``test_filenames`` list the ``file_path``
+  of each split's frames (nerfstudio's dataparser reads these instead of its own 90/10 split);
+  validation and test are both our test views (photos without the object);
+- ``mask_path`` is nerfstudio's mask: nonzero = a pixel to use. The poses stage writes these
+  *keep masks* (0 on the object, 255 elsewhere; all 255 for test views) for every frame, or
+  for none;
+- ``object_mask_path`` is ours: the object mask (255 = object, not dilated), absent where
+  unknown. nerfstudio ignores it.
+
 Besides nerfstudio's keys the file carries, per frame, ``name``, ``split`` (``train`` or
-``test``), ``mask_path`` (the object mask, or absent) and ``near``/``far`` (depth bounds along
-the optical axis, world units, from the sparse points), and at the top level ``near``/``far``
-over all frames and ``convention`` (this paragraph in one line). Paths are relative to the
-folder holding the file.
+``test``) and ``near``/``far`` (depth bounds along the optical axis, world units, from the
+sparse points), and at the top level ``near``/``far`` over all frames and ``convention`` (this
+paragraph's first sentence in one line). Paths are relative to the folder holding the file.
 """
 
 from __future__ import annotations
@@ -24,6 +34,9 @@ import numpy as np
 
 from . import atomic
 from .errors import UserError
+
+SPLIT_KEYS = {"train_filenames": "train", "val_filenames": "test", "test_filenames": "test"}
+"""nerfstudio's split lists and which of our splits each holds."""
 
 CONVENTION = "camera-to-world 4x4, OpenGL/nerfstudio: x right, y up, camera looks along -z"
 
@@ -42,10 +55,11 @@ class Frame:
     name: str
     split: str  # "train" or "test"
     image: Path  # absolute
-    mask: Path | None  # absolute, the object mask (not dilated)
+    mask: Path | None  # absolute, the object mask (255 = object, not dilated): object_mask_path
     camera_to_world: np.ndarray  # (4, 4) float64, OpenGL convention
     near: float
     far: float
+    keep_mask: Path | None = None  # absolute, nerfstudio's mask_path (nonzero = pixel to use)
 
 
 @dataclass
@@ -94,9 +108,18 @@ def write_transforms(path: str | Path, cameras: Cameras) -> Path:
             "near": float(f.near),
             "far": float(f.far),
         }
+        if f.keep_mask is not None:
+            item["mask_path"] = rel(f.keep_mask)
         if f.mask is not None:
-            item["mask_path"] = rel(f.mask)
+            item["object_mask_path"] = rel(f.mask)
         frames.append(item)
+    keeps = sum(f.keep_mask is not None for f in cameras.frames)
+    if keeps not in (0, len(cameras.frames)):
+        raise ValueError(f"{keeps} of {len(cameras.frames)} frames have a keep mask: all or none")
+    splits = {
+        key: [item["file_path"] for item in frames if item["split"] == split]
+        for key, split in SPLIT_KEYS.items()
+    }
     data = {
         "camera_model": "OPENCV",
         "convention": CONVENTION,
@@ -112,6 +135,7 @@ def write_transforms(path: str | Path, cameras: Cameras) -> Path:
         "p2": 0.0,
         "near": min(f.near for f in cameras.frames),
         "far": max(f.far for f in cameras.frames),
+        **splits,
         "frames": frames,
     }
     return atomic.write_json(path, data)
@@ -144,10 +168,11 @@ def load_transforms(path: str | Path) -> Cameras:
                     name=item["name"],
                     split=item["split"],
                     image=base / item["file_path"],
-                    mask=base / item["mask_path"] if item.get("mask_path") else None,
+                    mask=base / item["object_mask_path"] if item.get("object_mask_path") else None,
                     camera_to_world=matrix,
                     near=float(item["near"]),
                     far=float(item["far"]),
+                    keep_mask=base / item["mask_path"] if item.get("mask_path") else None,
                 )
             )
         return Cameras(

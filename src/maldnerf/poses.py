@@ -8,9 +8,13 @@ model the images, masks and test views are undistorted (OpenCV, same intrinsics 
 
 Output folder ``results/{scene}/poses/``::
 
-    transforms.json     cameras in the format of :mod:`maldnerf.cameras`
+    transforms.json     cameras in the format of :mod:`maldnerf.cameras` (nerfstudio's)
+    keep_masks/<name>.png   nerfstudio's ``mask_path`` of each view: 255 = pixel to use, 0 on
+                        the object grown by ``colmap.mask_margin`` px (the pixels COLMAP
+                        ignores); all 255 in test views (photos without the object)
     colmap/             the sparse COLMAP model (cameras.bin, images.bin, points3D.bin)
-    undistorted/        undistorted images/masks (only for distorting camera models)
+    undistorted/        undistorted ``images``, ``object_masks``, ``test`` and
+                        ``test_object_masks`` (only for distorting camera models)
     accuracy.json       when the scene has known poses: per-view rotation (degrees) and
                         translation (% of scene extent) errors after a similarity alignment
 """
@@ -57,7 +61,8 @@ class ColmapSettings:
     max_features: int = 8192
     """Maximum SIFT features per view."""
     mask_margin: int = 2
-    """Grow the object mask by this many pixels before excluding it from feature extraction."""
+    """Grow the object mask by this many pixels before excluding it from feature extraction
+    (and from the keep masks, nerfstudio's ``mask_path``, of transforms.json)."""
     seed: int = 0
     """Random seed of COLMAP's RANSAC."""
     bounds_percentiles: list[float] = field(default_factory=lambda: [1.0, 99.0])
@@ -110,9 +115,11 @@ def run(settings: PosesSettings, scene_dir: Path, output: Path) -> None:
                     "poses_bounds.npy; add one or use poses: colmap"
                 )
             cameras = load_transforms(scene.known_poses)
+            add_keep_masks(cameras, tmp / "keep_masks", settings.colmap.mask_margin)
             write_transforms(tmp / "transforms.json", cameras)
         else:
             cameras, points = _run_colmap(settings.colmap, scene, tmp)
+            add_keep_masks(cameras, tmp / "keep_masks", settings.colmap.mask_margin)
             write_transforms(tmp / "transforms.json", cameras)
             if scene.known_poses is not None:
                 report = pose_accuracy(cameras, load_transforms(scene.known_poses), points)
@@ -128,6 +135,29 @@ def run(settings: PosesSettings, scene_dir: Path, output: Path) -> None:
                     report["translation_percent"]["max"],
                     report["scene_extent"],
                 )
+
+
+def keep_mask(cameras: Cameras, frame: Frame, margin: int) -> np.ndarray:
+    """The pixels of ``frame`` to use (bool ``(H, W)``): all but its object mask grown by
+    ``margin`` px in a training view, all of a test view (a photo without the object)."""
+    from .images import read_mask
+    from .masks import dilate
+
+    keep = np.ones((cameras.height, cameras.width), bool)
+    if frame.split == "train" and frame.mask is not None:
+        keep &= ~dilate(read_mask(frame.mask), margin)
+    return keep
+
+
+def add_keep_masks(cameras: Cameras, folder: Path, margin: int) -> None:
+    """Write every frame's :func:`keep_mask` to ``folder/<name>.png`` (0/255) and point the
+    frame's ``keep_mask`` (transforms.json's ``mask_path``) at it."""
+    from .images import write_mask
+
+    for frame in cameras.frames:
+        frame.keep_mask = write_mask(
+            folder / f"{frame.name}.png", keep_mask(cameras, frame, margin)
+        )
 
 
 def _run_colmap(settings: ColmapSettings, scene: Scene, out: Path) -> tuple[Cameras, np.ndarray]:
@@ -283,7 +313,7 @@ def _undistort_view(
     )
     mask_out = None
     if mask is not None:
-        mask_dir = folder / ("masks" if split == "train" else "test_masks")
+        mask_dir = folder / ("object_masks" if split == "train" else "test_object_masks")
         mask_dir.mkdir(parents=True, exist_ok=True)
         mask_out = mask_dir / mask.name
         values = cv2.imread(str(mask), cv2.IMREAD_GRAYSCALE)
