@@ -47,6 +47,7 @@ SETTINGS_CLASSES = {
     "render": "nerf.settings:RenderSettings",
     "evaluate": "evaluate.stage:EvaluateSettings",
     "table": "evaluate.table:TableSettings",
+    "contact-sheet": "evaluate.table:TableSettings",
 }
 """The dataclass behind each stage's ``--settings`` (module in the package : class)."""
 
@@ -187,7 +188,11 @@ def build_parser() -> argparse.ArgumentParser:
         "render folder to write",
     )
 
-    from .evaluate.commands import add_evaluate_arguments, add_table_arguments
+    from .evaluate.commands import (
+        add_contact_sheet_arguments,
+        add_evaluate_arguments,
+        add_table_arguments,
+    )
 
     p = commands.add_parser(
         "evaluate",
@@ -199,11 +204,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser(
         "table",
-        help="the results table, plots and contact sheets",
+        help="the results table, its plot and the job timings",
         settings=SETTINGS_CLASSES["table"],
     )
     add_table_arguments(p)
     p.set_defaults(run=_stage("evaluate.commands", "table"))
+
+    p = commands.add_parser(
+        "contact-sheet",
+        help="one scene's renders of every variant side by side (part of the table stage)",
+        settings=SETTINGS_CLASSES["contact-sheet"],
+    )
+    add_contact_sheet_arguments(p)
+    p.set_defaults(run=_stage("evaluate.commands", "contact_sheet"))
 
     p = commands.add_parser(
         "schema", help="write the config JSON schema generated from the settings"

@@ -29,6 +29,7 @@ STAGE_MODULES = {
     "render": ("maldnerf.nerf.render",),
     "evaluate": ("maldnerf.evaluate.stage",),
     "table": ("maldnerf.evaluate.table",),
+    "contact_sheet": ("maldnerf.evaluate.contact_sheet",),
 }
 """The modules that do each stage's work (the command-line glue is left out, so that
 editing a help text reruns nothing)."""

@@ -308,6 +308,10 @@ class Pipeline:
     def table_params(self) -> dict[str, Any]:
         return to_dict(self.config.table)
 
+    def contact_sheet_params(self) -> dict[str, Any]:
+        """The one table setting the per-scene contact sheets read."""
+        return {"sheet_views": self.config.table.sheet_views}
+
     # --------------------------------------------------------------- variants that can run
     def missing_requirement(self, variant: str) -> str | None:
         """Why ``variant`` cannot run on this machine (a missing weight file), or ``None``.

@@ -38,11 +38,15 @@ def make_scene(
     masks: bool = True,
     seed: int = 0,
     train_seconds: float | None = 12.5,
+    idu_seconds: float | None = 2.5,
 ) -> SceneFiles:
     """A prepared scene with test views, their dilated masks and renders = ground truth + offset.
 
     Ground-truth values lie in [40, 200], the render adds ``offset`` (8-bit levels) inside the
-    mask and nothing outside, so ``psnr_masked = 20·log10(255 / offset)`` exactly.
+    mask and nothing outside, so ``psnr_masked = 20·log10(255 / offset)`` exactly. The NeRF
+    folder's ``nerf.json`` says training took ``train_seconds`` of which ``idu_seconds`` were
+    dataset updates (``None``: IDU off) and 0.5 s neither; no ``nerf.json`` when
+    ``train_seconds`` is ``None``.
     """
     rng = np.random.default_rng(seed)
     width, height = size
@@ -85,7 +89,11 @@ def make_scene(
     )
     nerf.mkdir(parents=True, exist_ok=True)
     if train_seconds is not None:
-        (nerf / "nerf.json").write_text(json.dumps({"timings": {"train_seconds": train_seconds}}))
+        timings = {"seconds": train_seconds, "nerf_seconds": train_seconds - 0.5}
+        if idu_seconds is not None:
+            timings.update(nerf_seconds=train_seconds - 0.5 - idu_seconds, idu_seconds=idu_seconds)
+        info = {"timings": timings, "idu": {"enabled": idu_seconds is not None}}
+        (nerf / "nerf.json").write_text(json.dumps(info))
     return SceneFiles(scene, mask_dir, render_dir, nerf, names)
 
 

@@ -16,7 +16,6 @@ from maldnerf.evaluate.stage import (
     EvaluateSettings,
     features_path,
     preview_path,
-    read_train_seconds,
     run,
 )
 from maldnerf.settings import from_dict
@@ -63,7 +62,8 @@ def test_metrics_file_without_weights_has_known_psnr_and_reasons(toy_scene, tmp_
     for metric in ("lpips", "m_lpips", "fid", "kid"):
         assert data["means"][metric] is None
         assert "not found at /nonexistent" in data["missing"][metric]
-    assert data["train_seconds"] == 12.5 and "train_seconds" not in data["missing"]
+    assert (data["train_seconds"], data["nerf_seconds"], data["idu_seconds"]) == (12.5, 9.5, 2.5)
+    assert not {"train_seconds", "nerf_seconds", "idu_seconds"} & set(data["missing"])
     assert data["backbones"]["lpips"] is None and data["features"] is None
     with np.load(features_path(output)) as stored:
         assert stored["render"].size == 0
@@ -139,30 +139,6 @@ def test_a_truncated_weight_file_stops_the_stage(toy_scene, tmp_path):
         _run(toy_scene, tmp_path / "m" / "v.json", inception_weights=str(bad), metrics=["fid"])
 
 
-@pytest.mark.parametrize(
-    ("content", "expected"),
-    [
-        ({"timings": {"train_seconds": 3.0}}, 3.0),
-        ({"train_seconds": 7}, 7.0),
-        ({"timing": {"train_seconds": 1.5}}, 1.5),
-        ({"steps": 10}, None),
-        ({"train_seconds": "fast"}, None),
-    ],
-)
-def test_training_time_is_read_defensively(tmp_path, content, expected):
-    (tmp_path / "nerf.json").write_text(json.dumps(content))
-    seconds, reason = read_train_seconds(tmp_path)
-    assert seconds == expected
-    assert (reason is None) == (expected is not None)
-
-
-def test_training_time_reasons(tmp_path):
-    assert read_train_seconds(None) == (None, "no NeRF folder given")
-    assert "not found" in read_train_seconds(tmp_path)[1]
-    (tmp_path / "nerf.json").write_text("{")
-    assert "unreadable" in read_train_seconds(tmp_path)[1]
-
-
 def test_settings_are_checked():
     with pytest.raises(UserError, match="ssim_window"):
         from_dict(EvaluateSettings, {"ssim_window": 10}, "evaluate")
@@ -208,7 +184,6 @@ def test_command_line_glue(toy_scene, tmp_path):
         )
     )
     assert csv_path.read_text().splitlines()[1].startswith("full,1,3,")
-    assert (tmp_path / "results" / "toy" / "contact_sheet.png").is_file()
 
 
 def test_ground_truth_comes_from_the_poses_file_when_given(toy_scene, tmp_path):

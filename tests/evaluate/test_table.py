@@ -73,7 +73,10 @@ def test_table_rows_columns_and_means(two_scenes, tmp_path):
     full = rows[1]
     assert full["n_scenes"] == "2" and full["n_views"] == "6"
     assert float(full["psnr_masked"]) == pytest.approx(20 * math.log10(255 / 10), abs=1e-3)
+    # The whole train stage (mean of 10 s and 20 s), split into NeRF steps and IDU rounds.
     assert float(full["train_seconds"]) == pytest.approx(15.0)
+    assert float(full["idu_seconds"]) == pytest.approx(2.5)
+    assert float(full["nerf_seconds"]) == pytest.approx(15.0 - 0.5 - 2.5)
     scene_means = [
         json.loads(p.read_text())["means"]["ssim"] for p in two_scenes if p.stem == "full"
     ]
@@ -112,7 +115,7 @@ def test_missing_metrics_are_empty_cells_with_reasons(tmp_path):
     raw = out.read_text()
     assert "nan" not in raw.lower()
     row = _read(out)[0]
-    for metric in ("lpips", "m_lpips", "fid", "kid", "train_seconds"):
+    for metric in ("lpips", "m_lpips", "fid", "kid", *table.TIMES):
         assert row[metric] == ""
     assert row["psnr"] != ""
     assert "lpips, m_lpips: AlexNet weights not found at /nonexistent/a.pth" in row["notes"]
@@ -137,25 +140,20 @@ def test_a_failed_scene_and_an_unknown_variant_are_reported(two_scenes, tmp_path
     per_scene = _read(out.with_name("table_per_scene.csv"))
     garden = [r for r in per_scene if r["scene"] == "garden" and r["variant"] == "full"][0]
     assert garden["psnr"] == "" and "evaluate did not finish" in garden["notes"]
-    assert (tmp_path / "results" / "garden" / "contact_sheet.png").is_file()
 
 
-def test_companion_files_markdown_plot_and_contact_sheets(two_scenes, tmp_path):
+def test_companion_files_markdown_and_plot(two_scenes, tmp_path):
     from maldnerf.images import read_image
 
     out = tmp_path / "results" / "table.csv"
     table.run(table.TableSettings(sheet_views=2), two_scenes, out, ["full", "no_adv_l1"])
     md = out.with_name("table.md").read_text()
     assert "| variant | n_scenes | n_views | PSNR ↑" in md and "## Per scene" in md
+    assert "| train s | NeRF s | IDU s |" in md
     assert md.count("\n| full |") == 1
     plot = read_image(out.with_name("metrics.png"))
     assert plot.shape[0] > 200 and plot.std() > 0.01
-    sheet = read_image(tmp_path / "results" / "lego" / "contact_sheet.png")
-    preview = json.loads(two_scenes[0].read_text())["preview"]
-    width, height = preview["tile"]
-    # 2 rows of tiles under a header; columns: ground truth, mask, full, no_adv_l1.
-    assert sheet.shape[1] == 4 * (width + 2)
-    assert sheet.shape[0] == 18 + 2 * (height + 2)
+    assert not (tmp_path / "results" / "lego" / "contact_sheet.png").exists()  # its own job
 
 
 def test_a_corrupt_metrics_file_is_an_error(two_scenes, tmp_path):
@@ -209,22 +207,16 @@ def test_timings_from_snakemake_benchmarks(two_scenes, tmp_path):
     assert float(rows[1]["seconds"]) == 120.5 and float(rows[1]["max_rss_mb"]) == 512.5
 
 
-def test_only_skipped_variants_give_a_table_and_a_sheet_per_scene(tmp_path):
+def test_only_skipped_variants_give_a_table(tmp_path):
     """`run_variants: [adv_lpips]` without AlexNet weights: nothing ran, the table says why."""
     from maldnerf.cli import main
 
     out = tmp_path / "results" / "table.csv"
     variants = json.dumps([{"name": "adv_lpips", "skipped": "not run: needs AlexNet weights"}])
-    assert (
-        main(
-            ["table", "--metrics", "--scenes", "lego", "--variants", variants, "--output", str(out)]
-        )
-        == 0
-    )
+    assert main(["table", "--metrics", "--variants", variants, "--output", str(out)]) == 0
     (row,) = _read(out)
     assert row["variant"] == "adv_lpips" and row["n_scenes"] == "0"
     assert "not run: needs AlexNet weights" in row["notes"]
-    assert (tmp_path / "results" / "lego" / "contact_sheet.png").is_file()
 
 
 def test_timings_of_the_listed_jobs_only(two_scenes, tmp_path):
@@ -238,3 +230,10 @@ def test_timings_of_the_listed_jobs_only(two_scenes, tmp_path):
     table.run(table.TableSettings(), two_scenes, out, ["full"], benchmarks=listed)
     rows = _read(out.with_name("timings.csv"))
     assert [(r["stage"], r["job"]) for r in rows] == [("prepare", "lego")]
+
+
+def test_a_variant_without_idu_has_no_idu_seconds_and_says_why(tmp_path):
+    path = _evaluate(tmp_path, "lego", "full", train_seconds=12.0, idu_seconds=None)
+    (row,) = table.run(table.TableSettings(), [path], tmp_path / "t.csv", ["full"])
+    assert (row["train_seconds"], row["nerf_seconds"], row["idu_seconds"]) == (12.0, 11.5, None)
+    assert "idu_seconds: no dataset update in this variant (idu.enabled: false)" in row["notes"]

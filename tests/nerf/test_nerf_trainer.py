@@ -81,7 +81,12 @@ def test_train_writes_the_output_folder_with_idu(small_scene, tmp_path):
     assert fake.calls[0][1] == pytest.approx(idu_strength(4, 12, 0.8, 0.2))
     info = json.loads((output / "nerf.json").read_text())
     assert [r["iteration"] for r in info["idu_rounds"]] == [4, 8]
-    assert info["timings"]["iterations"] == 12 and info["timings"]["rays_per_second"] > 0
+    timings = info["timings"]
+    assert timings["iterations"] == 12 and timings["rays_per_second"] > 0
+    # The stage's wall time holds the NeRF steps and the IDU rounds (and loading, checkpoints).
+    assert timings["idu_seconds"] == pytest.approx(sum(r["seconds"] for r in info["idu_rounds"]))
+    assert 0 < timings["nerf_seconds"] and 0 < timings["idu_seconds"]
+    assert timings["seconds"] > timings["nerf_seconds"] + timings["idu_seconds"]
     assert (
         info["parameterization"]["kind"] == "contract" and "world_to_model" in info["normalization"]
     )

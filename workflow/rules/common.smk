@@ -97,6 +97,20 @@ def get_all_metrics(wildcards):
     ]
 
 
+def get_scene_metrics(wildcards):
+    """Metrics of one scene for every variant that can run here, in table order."""
+    return [
+        f"results/{wildcards.scene}/metrics/{variant}.json"
+        for variant in PIPELINE.runnable_variants()
+    ]
+
+
+def get_contact_sheets(wildcards):
+    """One contact sheet per scene. They are the table's inputs, not its outputs: a job
+    reruns for a new input, but not for a new output (a scene added to the config)."""
+    return [f"results/{scene}/contact_sheet.png" for scene in PIPELINE.scenes]
+
+
 def get_final_output():
     """What `snakemake` with no target builds: the results table."""
     return ["results/table.csv"]

@@ -1,7 +1,8 @@
-"""The ``evaluate`` and ``table`` subcommands: their arguments and the calls behind them.
+"""The ``evaluate``, ``table`` and ``contact-sheet`` subcommands: arguments and calls.
 
-:mod:`maldnerf.cli` adds the subcommands with :func:`add_evaluate_arguments` and
-:func:`add_table_arguments` and runs :func:`evaluate` / :func:`table`.
+:mod:`maldnerf.cli` adds the subcommands with :func:`add_evaluate_arguments`,
+:func:`add_table_arguments` and :func:`add_contact_sheet_arguments` and runs :func:`evaluate`,
+:func:`table` / :func:`contact_sheet`.
 """
 
 from __future__ import annotations
@@ -51,12 +52,6 @@ def add_table_arguments(parser: argparse.ArgumentParser) -> None:
         "path); none when no requested variant can run here",
     )
     parser.add_argument(
-        "--scenes",
-        nargs="*",
-        default=None,
-        help="scenes to write contact sheets for (default: those with metrics files)",
-    )
-    parser.add_argument(
         "--variants",
         required=True,
         nargs="+",
@@ -84,12 +79,6 @@ def add_table_arguments(parser: argparse.ArgumentParser) -> None:
         help="bar chart PNG (default: metrics.png beside --output)",
     )
     parser.add_argument(
-        "--sheets-dir",
-        type=Path,
-        default=None,
-        help="contact sheets go to <DIR>/{scene}/contact_sheet.png (default: --output's folder)",
-    )
-    parser.add_argument(
         "--benchmarks",
         type=Path,
         nargs="*",
@@ -102,6 +91,23 @@ def add_table_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         default=None,
         help="timings CSV (default: timings.csv beside --output)",
+    )
+    parser.add_argument("--settings", default=None, metavar="JSON", help=SETTINGS_HELP)
+
+
+def add_contact_sheet_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``maldnerf contact-sheet``."""
+    parser.add_argument("--scene", required=True, help="scene name (shown when it has no renders)")
+    parser.add_argument(
+        "--metrics",
+        required=True,
+        nargs="*",
+        type=Path,
+        help="the scene's metrics files results/{scene}/metrics/{variant}.json, in column order "
+        "(their previews beside them); none when no variant can run here",
+    )
+    parser.add_argument(
+        "--output", required=True, type=Path, help="PNG to write, results/{scene}/contact_sheet.png"
     )
     parser.add_argument("--settings", default=None, metavar="JSON", help=SETTINGS_HELP)
 
@@ -131,8 +137,14 @@ def table(args: argparse.Namespace) -> None:
         per_scene_csv=args.per_scene,
         markdown_path=args.markdown,
         plot_path=args.plot,
-        sheets_dir=args.sheets_dir,
         benchmarks=args.benchmarks,
         timings_csv=args.timings,
-        sheet_scenes=args.scenes,
     )
+
+
+def contact_sheet(args: argparse.Namespace) -> None:
+    from .contact_sheet import run
+    from .table import TableSettings
+
+    settings = load_settings(TableSettings, args.settings)
+    run(args.scene, args.metrics, args.output, settings.sheet_views)

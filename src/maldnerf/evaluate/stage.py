@@ -5,7 +5,7 @@ poses stage's ``transforms.json`` given, the images its test frames name, which 
 as the renders are when COLMAP's camera model has distortion), the masks stage's folder
 (dilated test masks: where the object was), the render stage's folder (``test/<name>.png``, one
 per test view, same size as the ground truth) and, optionally, the train stage's folder
-(``nerf.json`` for the training time).
+(``nerf.json`` for the training times).
 
 Metrics (definitions of PSNR, SSIM and FID/KID in :mod:`.measures`):
 
@@ -35,8 +35,9 @@ Outputs, beside ``output_json = results/{scene}/metrics/{variant}.json``:
 ``{variant}.json``
     ``scene``, ``variant``, ``n_views``, ``n_views_masked``, ``views`` (per view: ``name`` and every
     per-view metric), ``means`` (every metric in :data:`METRICS`, ``null`` when missing),
-    ``missing`` (``{metric: reason}``, also ``train_seconds`` when unknown), ``notes``,
-    ``train_seconds``, ``backbones`` (weight file and sha256 prefix of each network used),
+    ``missing`` (``{metric: reason}``, also the training times when unknown), ``notes``,
+    ``train_seconds``, ``nerf_seconds``, ``idu_seconds`` (see :mod:`.train_time`),
+    ``backbones`` (weight file and sha256 prefix of each network used),
     ``features`` and ``preview`` (file names below), ``kid`` (KID subset settings) and
     ``settings``. Written last: its presence means the stage finished.
 ``{variant}.features.npz``
@@ -64,6 +65,7 @@ from .. import atomic
 from ..errors import UserError
 from ..settings import require
 from . import measures
+from .train_time import read_train_times
 
 log = logging.getLogger(__name__)
 
@@ -82,16 +84,6 @@ PER_VIEW = (
 METRICS = (*PER_VIEW, "fid", "kid")
 """Every metric of a metrics file, in table order."""
 MASKED = ("psnr_masked", "psnr_outside", "ssim_masked", "ssim_outside", "m_lpips")
-TRAIN_SECONDS_KEYS = (
-    ("train_seconds",),
-    ("timings", "train_seconds"),
-    ("timing", "train_seconds"),
-    ("timings", "train"),
-    ("training", "seconds"),
-    ("train", "seconds"),
-    ("train_time_seconds",),
-)
-"""Where in ``nerf.json`` the training time may be, tried in order."""
 
 
 @dataclass
@@ -157,29 +149,6 @@ def features_path(output_json: Path) -> Path:
 def preview_path(output_json: Path) -> Path:
     """The preview image written beside ``output_json``."""
     return output_json.with_name(f"{output_json.stem}.preview.png")
-
-
-def read_train_seconds(nerf_dir: Path | None) -> tuple[float | None, str | None]:
-    """Training time from ``nerf_dir/nerf.json`` as ``(seconds, None)`` or ``(None, reason)``."""
-    if nerf_dir is None:
-        return None, "no NeRF folder given"
-    path = Path(nerf_dir) / "nerf.json"
-    if not path.is_file():
-        return None, f"{path} not found"
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        return None, f"{path} unreadable ({exc})"
-    for keys in TRAIN_SECONDS_KEYS:
-        value: Any = data
-        for key in keys:
-            value = value.get(key) if isinstance(value, dict) else None
-        if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
-            return float(value), None
-    return (
-        None,
-        f"{path} has no training time (looked for {', '.join('.'.join(k) for k in TRAIN_SECONDS_KEYS)})",
-    )
 
 
 @dataclass
@@ -432,9 +401,8 @@ def run(
         for metric in PER_VIEW:
             row.setdefault(metric, None)
 
-    train_seconds, train_reason = read_train_seconds(nerf_dir)
-    if train_reason:
-        missing["train_seconds"] = train_reason
+    train_times, why = read_train_times(nerf_dir)
+    missing.update(why)
 
     preview, preview_info = _preview(settings, views)
     features_file, preview_file = features_path(output_json), preview_path(output_json)
@@ -462,7 +430,7 @@ def run(
             "means": means,
             "missing": missing,
             "notes": notes,
-            "train_seconds": train_seconds,
+            **train_times,
             "views": rows,
             "backbones": {
                 "lpips": backbones.provenance.get("lpips"),

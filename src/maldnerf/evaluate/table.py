@@ -5,8 +5,9 @@ variant are read from that path) and the variants in the order the config lists 
 
 ``results/table.csv``
     columns :data:`COLUMNS`, one row per variant in the given order (variants found in the
-    metrics but not in the order follow, sorted). Per-view metrics and ``train_seconds`` (the
-    training time of one scene) are the mean over scenes of each scene's mean; ``fid`` and
+    metrics but not in the order follow, sorted). Per-view metrics and the training times
+    (:data:`TIMES`: the whole train stage, its NeRF steps and its IDU rounds, in seconds, see
+    :mod:`.train_time`) are the mean over scenes of each scene's mean; ``fid`` and
     ``kid`` are computed once from the Inception features of all scenes' test views pooled;
     ``n_scenes`` and ``n_views`` count the scenes and test views that went in.
 ``results/table_per_scene.csv``
@@ -15,9 +16,11 @@ variant are read from that path) and the variants in the order the config lists 
     both tables in Markdown.
 ``results/metrics.png``
     a bar chart per metric, one bar per variant.
-``results/{scene}/contact_sheet.png``
-    per scene: rows = the first test views, columns = ground truth | mask | each variant's
-    render (from the evaluate stage's previews).
+``results/timings.csv``
+    each job's wall time, peak memory and CPU time from Snakemake's benchmark files (see
+    :mod:`.timings`).
+
+The per-scene contact sheets are separate jobs (:mod:`.contact_sheet`).
 
 An empty cell is a metric that was not computed; ``notes`` says why (missing weights, no test
 masks, a scene without metrics, ...). With ``require_all_scenes`` (the default) a metric missing
@@ -41,29 +44,20 @@ from .. import atomic
 from ..errors import UserError
 from ..settings import require
 from . import measures
+from .plot import LABELS, digits, plot
 from .stage import METRICS, PER_VIEW, load_metrics
+from .timings import TIMING_COLUMNS, timings
+from .train_time import TRAIN_TIMES
 
 log = logging.getLogger(__name__)
 
-COLUMNS = ["variant", "n_scenes", "n_views", *METRICS, "train_seconds", "notes"]
+TIMES = tuple(TRAIN_TIMES)
+"""The training-time columns: ``train_seconds`` (whole stage), ``nerf_seconds``, ``idu_seconds``."""
+COLUMNS = ["variant", "n_scenes", "n_views", *METRICS, *TIMES, "notes"]
 """Columns of ``table.csv``."""
-SCENE_COLUMNS = ["scene", "variant", "n_views", *METRICS, "train_seconds", "notes"]
+SCENE_COLUMNS = ["scene", "variant", "n_views", *METRICS, *TIMES, "notes"]
 """Columns of ``table_per_scene.csv``."""
 
-LABELS = {
-    "psnr": "PSNR ↑",
-    "psnr_masked": "PSNR mask ↑",
-    "psnr_outside": "PSNR outside ↑",
-    "ssim": "SSIM ↑",
-    "ssim_masked": "SSIM mask ↑",
-    "ssim_outside": "SSIM outside ↑",
-    "lpips": "LPIPS ↓",
-    "m_lpips": "M-LPIPS ↓",
-    "fid": "FID ↓",
-    "kid": "KID ↓",
-    "train_seconds": "train s",
-}
-DIGITS = {"psnr": 2, "ssim": 4, "lpips": 4, "m_lpips": 4, "fid": 2, "kid": 4, "train_seconds": 1}
 DISABLED = "disabled in evaluate.metrics"
 
 
@@ -121,10 +115,6 @@ class _Record:
     data: dict[str, Any] | None  # None: the metrics file does not exist
 
 
-def _digits(metric: str) -> int:
-    return DIGITS.get(metric, DIGITS.get(metric.split("_")[0], 4))
-
-
 def _group(reasons: list[tuple[str, str, str]], all_scenes: set[str]) -> list[str]:
     """``(metric, reason, scene)`` triples as notes: ``metrics: reason [scenes]``, grouped."""
     by_reason: dict[str, tuple[list[str], list[str]]] = {}
@@ -152,9 +142,10 @@ def _scene_row(record: _Record) -> dict[str, Any]:
     row["n_views"] = data["n_views"]
     for metric in METRICS:
         row[metric] = data["means"].get(metric)
-    row["train_seconds"] = data.get("train_seconds")
+    for key in TIMES:
+        row[key] = data.get(key)
     missing = data.get("missing", {})
-    reasons = [(m, missing[m], record.scene) for m in (*METRICS, "train_seconds") if m in missing]
+    reasons = [(m, missing[m], record.scene) for m in (*METRICS, *TIMES) if m in missing]
     row["notes"] = "; ".join(_group(reasons, {record.scene}) + list(data.get("notes", [])))
     return row
 
@@ -228,15 +219,11 @@ def _variant_row(
     }
     reasons: list[tuple[str, str, str]] = []
     extra: list[str] = []
-    for metric in (*PER_VIEW, "train_seconds"):
+    for metric in (*PER_VIEW, *TIMES):
         values, lacking = [], []
         for r in done:
             assert r.data is not None
-            value = (
-                r.data.get("train_seconds")
-                if metric == "train_seconds"
-                else r.data["means"].get(metric)
-            )
+            value = r.data.get(metric) if metric in TIMES else r.data["means"].get(metric)
             if value is None:
                 lacking.append(r)
                 reasons.append((metric, r.data["missing"].get(metric, "not computed"), r.scene))
@@ -272,7 +259,7 @@ def _fmt(value: Any, metric: str) -> str:
     if metric in ("n_scenes", "n_views"):
         return str(int(value))
     if isinstance(value, float):
-        return f"{value:.{_digits(metric)}f}"
+        return f"{value:.{digits(metric)}f}"
     return str(value).replace("|", "\\|")
 
 
@@ -303,147 +290,6 @@ def markdown(table: list[dict[str, Any]], per_scene: list[dict[str, Any]]) -> st
     return "\n".join(lines)
 
 
-def plot(table: list[dict[str, Any]], path: Path) -> None:
-    """Bar chart per metric (and training time), one bar per variant, written atomically."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    metrics = [*METRICS, "train_seconds"]
-    cols = 4
-    rows = -(-len(metrics) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 2.8 * rows), squeeze=False)
-    names = [row["variant"] for row in table]
-    colors = [plt.cm.tab10(i % 10) for i in range(len(names))]
-    for ax, metric in zip(axes.flat, metrics):
-        values = [row.get(metric) for row in table]
-        present = [v for v in values if v is not None]
-        ax.bar(
-            range(len(names)),
-            [v if v is not None else 0.0 for v in values],
-            color=[c if v is not None else (0, 0, 0, 0) for c, v in zip(colors, values)],
-        )
-        top = max(present, default=1.0)
-        for i, value in enumerate(values):
-            text = "n/a" if value is None else f"{value:.{_digits(metric)}f}"
-            ax.text(
-                i,
-                (value or 0.0) if value is not None else 0.0,
-                text,
-                ha="center",
-                va="bottom",
-                fontsize=7,
-            )
-        ax.set_ylim(min(0.0, min(present, default=0.0)), top * 1.15 if top > 0 else 1.0)
-        ax.set_title(LABELS[metric], fontsize=9)
-        ax.set_xticks(range(len(names)))
-        ax.set_xticklabels(names, rotation=30, ha="right", fontsize=7)
-        ax.tick_params(axis="y", labelsize=7)
-    for ax in list(axes.flat)[len(metrics) :]:
-        ax.axis("off")
-    fig.suptitle(
-        "Metrics per variant (mean over scenes; FID/KID pooled; n/a = not computed)", fontsize=10
-    )
-    fig.tight_layout()
-    try:
-        atomic.atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
-    finally:
-        plt.close(fig)
-
-
-def contact_sheet(
-    settings: TableSettings, scene: str, variants: list[str], records: dict[str, _Record]
-) -> np.ndarray:
-    """Ground truth | mask | each variant's render for the first test views of ``scene``."""
-    from ..images import read_image, resize_image
-    from .sheets import contact_sheet as assemble
-    from .sheets import cut, placeholder
-
-    tiles: dict[str, dict[str, list[np.ndarray]]] = {}
-    order: list[str] = []
-    size: tuple[int, int] | None = None
-    for variant in variants:
-        record = records.get(variant)
-        info = (record.data or {}).get("preview") if record else None
-        path = record.path.parent / info["file"] if record and info else None
-        if path is None or not path.is_file():
-            continue
-        tile = tuple(int(v) for v in info["tile"])
-        grid = cut(read_image(path), tile)  # type: ignore[arg-type]
-        if size is None:
-            size = tile  # type: ignore[assignment]
-        per_view = {}
-        for name, row in zip(info["views"], grid):
-            if tile != size:
-                row = [resize_image(t, size) for t in row]
-            per_view[name] = row
-            if name not in order:
-                order.append(name)
-        tiles[variant] = per_view
-    if size is None:
-        return placeholder((320, 60), f"{scene}: no previews (no variant finished evaluate)")
-    order = order[: settings.sheet_views]
-    rows = []
-    for name in order:
-        first = next(t[name] for t in tiles.values() if name in t)
-        row = [first[0], first[1]]
-        for variant in variants:
-            got = tiles.get(variant, {}).get(name)
-            row.append(got[2] if got else placeholder(size, "missing"))
-        rows.append(row)
-    return assemble(["ground truth", "mask", *variants], rows)
-
-
-def timings(benchmarks: list[Path]) -> list[dict[str, Any]]:
-    """Wall time, peak memory and CPU time of jobs from Snakemake's benchmark files.
-
-    ``benchmarks``: files ``<stage>/<job>.tsv`` (Snakemake's ``benchmark:`` format), or folders
-    holding them (every ``*/*.tsv`` inside); files that do not exist are skipped. The table's own
-    benchmark is left out (it describes the previous run).
-    """
-    import pandas as pd
-
-    order = ["prepare", "poses", "masks", "customize", "inpaint", "train", "render", "evaluate"]
-    rows = []
-    files = []
-    for item in map(Path, benchmarks):
-        files.extend(sorted(item.glob("*/*.tsv")) if item.is_dir() else [item])
-    for path in files:
-        if not path.is_file():
-            log.warning("%s: no benchmark file (job not run by Snakemake?); not in timings", path)
-            continue
-        stage = path.parent.name
-        if stage == "table":
-            continue
-        try:
-            frame = pd.read_csv(path, sep="\t")
-            first = frame.iloc[0]
-        except (OSError, ValueError, IndexError, pd.errors.ParserError) as exc:
-            log.warning("%s: unreadable benchmark file skipped (%s)", path, exc)
-            continue
-
-        def number(column: str, row: Any = first) -> float | None:
-            value = pd.to_numeric(row.get(column), errors="coerce")
-            return None if pd.isna(value) else float(value)
-
-        rows.append(
-            {
-                "stage": stage,
-                "job": path.stem,
-                "seconds": number("s"),
-                "max_rss_mb": number("max_rss"),
-                "cpu_seconds": number("cpu_time"),
-            }
-        )
-    rank = {stage: i for i, stage in enumerate(order)}
-    return sorted(rows, key=lambda r: (rank.get(r["stage"], len(order)), r["stage"], r["job"]))
-
-
-TIMING_COLUMNS = ["stage", "job", "seconds", "max_rss_mb", "cpu_seconds"]
-"""Columns of ``timings.csv``."""
-
-
 def run(
     settings: TableSettings,
     metrics: list[Path],
@@ -452,31 +298,24 @@ def run(
     per_scene_csv: Path | None = None,
     markdown_path: Path | None = None,
     plot_path: Path | None = None,
-    sheets_dir: Path | None = None,
     benchmarks: list[Path] | None = None,
     timings_csv: Path | None = None,
-    sheet_scenes: list[str] | None = None,
 ) -> list[dict[str, Any]]:
     """Write the table and its companions; returns the rows of ``table.csv``.
 
     ``variants``: names in row order, or :class:`Variant` / ``{"name", "description",
     "skipped"}`` mappings (see :func:`parse_variants`). Companions default to
-    ``table_per_scene.csv``, ``table.md`` and ``metrics.png`` beside ``output_csv`` and contact
-    sheets to ``<output_csv folder>/{scene}/contact_sheet.png``, one per scene in
-    ``sheet_scenes`` (default: the scenes with metrics files; a scene without any has a sheet
-    that says so). With ``benchmarks`` (Snakemake's benchmark files or folders, see
+    ``table_per_scene.csv``, ``table.md`` and ``metrics.png`` beside ``output_csv``. With
+    ``benchmarks`` (Snakemake's benchmark files or folders, see
     :func:`timings`) ``timings.csv`` (or ``timings_csv``) lists each job's time and memory.
     """
     import pandas as pd
-
-    from ..images import write_image
 
     output_csv = Path(output_csv)
     folder = output_csv.parent
     per_scene_csv = Path(per_scene_csv or folder / "table_per_scene.csv")
     markdown_path = Path(markdown_path or folder / "table.md")
     plot_path = Path(plot_path or folder / "metrics.png")
-    sheets_dir = Path(sheets_dir or folder)
     listed = parse_variants(list(variants))
     if not metrics and not any(v.skipped for v in listed):
         raise UserError(
@@ -526,11 +365,6 @@ def run(
     csv(per_scene, SCENE_COLUMNS, per_scene_csv)
     atomic.write_text(markdown_path, markdown(table, per_scene))
     plot(table, plot_path)
-    for scene in dict.fromkeys([*(sheet_scenes or []), *scenes]):
-        write_image(
-            sheets_dir / scene / "contact_sheet.png",
-            contact_sheet(settings, scene, ran, records.get(scene, {})),
-        )
     if benchmarks is not None or timings_csv is not None:
         rows = timings(list(benchmarks)) if benchmarks is not None else []
         csv(rows, TIMING_COLUMNS, Path(timings_csv or folder / "timings.csv"))

@@ -3,11 +3,11 @@
 ``<resume_dir>/checkpoint.pt`` holds only tensors and plain Python values (read back with
 ``torch.load(weights_only=True)``): the step to run next, model, discriminator and optimiser
 states, the current inpainting targets (uint8), the IDU rounds done, the log rows and the
-accumulated training time. Every step's randomness derives from ``(seed, step)``, so a run
-resumed from a checkpoint continues exactly as if it had not stopped. A ``fingerprint`` of the
-settings and input files guards against resuming a run of different settings or inputs; when
-the run re-inpaints (IDU rounds), it also covers the inpainting model's settings and every
-file of its customisation folder.
+accumulated times (NeRF steps, and the whole stage's wall time). Every step's randomness
+derives from ``(seed, step)``, so a run resumed from a checkpoint continues exactly as if it
+had not stopped. A ``fingerprint`` of the settings and input files guards against resuming a
+run of different settings or inputs; when the run re-inpaints (IDU rounds), it also covers
+the inpainting model's settings and every file of its customisation folder.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from .settings import IduSettings, NerfSettings
 log = logging.getLogger(__name__)
 
 CHECKPOINT = "checkpoint.pt"
-FORMAT = 1
+FORMAT = 2  # 2: with the stage's wall time (stage_seconds)
 
 # Settings that do not change what training computes (resuming across them is allowed).
 RUN_ONLY = {

@@ -6,8 +6,10 @@ masks folder (dilated training masks) and the initial inpainted training views
 
     model.safetensors   field and proposal-network weights (what render loads)
     nerf.json           settings, scene normalisation and parameterisation, camera size and
-                        depth bounds, training views, timings (train seconds, rays/s,
-                        iterations), IDU rounds (iteration, strength t, seconds), peak memory,
+                        depth bounds, training views, timings (``seconds``: the whole
+                        stage's wall time, summed over resumed runs; ``nerf_seconds``: the
+                        NeRF steps; ``idu_seconds``: the IDU rounds; rays/s, iterations),
+                        IDU rounds (iteration, strength t, seconds), peak memory,
                         final losses, skipped non-finite steps
     train_log.csv       every log_every iterations: step, losses, the discriminator's mean
                         real/fake logits and accuracies (adversarial loss on), learning
@@ -215,7 +217,9 @@ class Trainer:
         self.step = 0
         self.idu_rounds: list[dict[str, Any]] = []
         self.log_rows: list[dict[str, Any]] = []
-        self.train_seconds = 0.0
+        self.train_seconds = 0.0  # NeRF steps only
+        self.earlier_seconds = 0.0  # wall time of earlier runs, up to their last checkpoint
+        self.stage_started = time.perf_counter()
         self.rays_trained = 0
         self.fingerprint = ""
         # Logging window and device-side counters (read only when logging).
@@ -477,9 +481,14 @@ class Trainer:
             "idu_rounds": self.idu_rounds,
             "log_rows": self.log_rows,
             "train_seconds": self.train_seconds,
+            "stage_seconds": self.stage_seconds(),
             "rays_trained": self.rays_trained,
             "skipped_total": self.skipped_total,
         }
+
+    def stage_seconds(self) -> float:
+        """Wall time of the train stage so far: this run's and earlier runs' (resumed)."""
+        return self.earlier_seconds + time.perf_counter() - self.stage_started
 
     def save_checkpoint(self, resume_dir: Path) -> None:
         checkpoint.save(resume_dir, {"fingerprint": self.fingerprint, **self.state()})
@@ -495,6 +504,7 @@ class Trainer:
         self.idu_rounds = list(state["idu_rounds"])
         self.log_rows = list(state["log_rows"])
         self.train_seconds = float(state["train_seconds"])
+        self.earlier_seconds = float(state["stage_seconds"])
         self.rays_trained = int(state["rays_trained"])
         self.skipped_total = int(state["skipped_total"])
 
@@ -584,6 +594,7 @@ def run(
     a checkpoint made with another inpainting model is not resumed. ``lpips_module`` replaces
     the pretrained LPIPS network (tests only).
     """
+    started = time.perf_counter()
     transforms, masks_dir, targets_dir = Path(transforms), Path(masks_dir), Path(targets_dir)
     output, resume_dir = Path(output), Path(resume_dir)
     if nerf.inpainted_loss == "lpips" and lpips_module is None:
@@ -593,6 +604,7 @@ def run(
     device = resolve_device(nerf.device, "nerf.device")
     _, views = load_training_views(transforms, masks_dir, targets_dir)
     trainer = Trainer(nerf, idu, views, device, reinpainter_factory, lpips_module)
+    trainer.stage_started = started
     trainer.fingerprint = checkpoint.fingerprint(
         nerf,
         idu,
@@ -648,7 +660,8 @@ def nerf_info(trainer: Trainer) -> dict[str, Any]:
         "train_views": views.names,
         "runtime": trainer.runtime,
         "timings": {
-            "train_seconds": trainer.train_seconds,
+            "seconds": trainer.stage_seconds(),
+            "nerf_seconds": trainer.train_seconds,
             "iterations": trainer.step,
             "rays": trainer.rays_trained,
             "rays_per_second": trainer.rays_trained / max(trainer.train_seconds, 1e-9),
@@ -675,9 +688,11 @@ def write_output(trainer: Trainer, output: Path, resume_dir: Path) -> None:
             shutil.copytree(resume_dir / "idu", tmp / "idu")
     timings = info["timings"]
     log.info(
-        "trained in %.1f s (%.0f rays/s, %d IDU rounds); wrote %s",
-        timings["train_seconds"],
+        "trained in %.1f s: NeRF %.1f s (%.0f rays/s), %d IDU rounds %.1f s; wrote %s",
+        timings["seconds"],
+        timings["nerf_seconds"],
         timings["rays_per_second"],
         len(trainer.idu_rounds),
+        timings["idu_seconds"],
         output,
     )
