@@ -85,7 +85,7 @@ def test_train_writes_the_output_folder_with_idu(small_scene, tmp_path):
     assert timings["iterations"] == 12 and timings["rays_per_second"] > 0
     # The stage's wall time holds the NeRF steps and the IDU rounds (and loading, checkpoints).
     assert timings["idu_seconds"] == pytest.approx(sum(r["seconds"] for r in info["idu_rounds"]))
-    assert 0 < timings["nerf_seconds"] and 0 < timings["idu_seconds"]
+    assert timings["nerf_seconds"] > 0 and timings["idu_seconds"] > 0
     assert timings["seconds"] > timings["nerf_seconds"] + timings["idu_seconds"]
     assert (
         info["parameterization"]["kind"] == "contract" and "world_to_model" in info["normalization"]
