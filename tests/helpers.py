@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -116,3 +117,29 @@ def prepared_synthetic(
         "masks": root / "masks",
         "targets": root / "scene" / "background",
     }
+
+
+def stop_with_signal(
+    command: list[str], log: Path, ready: Callable[[str], bool], signum: int
+) -> tuple[int, float]:
+    """Run ``command`` (its stderr to ``log``) until ``ready(log text)``, then send it
+    ``signum``; returns its exit status and the seconds from the signal to its exit."""
+    import subprocess
+    import time
+
+    with open(log, "w") as handle:
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=handle)
+    try:
+        deadline = time.monotonic() + 900
+        while not ready(log.read_text()):
+            assert process.poll() is None, f"exited early:\n{log.read_text()[-3000:]}"
+            assert time.monotonic() < deadline, f"never ready:\n{log.read_text()[-3000:]}"
+            time.sleep(0.2)
+        sent = time.monotonic()
+        process.send_signal(signum)
+        status = process.wait(timeout=120)
+        return status, time.monotonic() - sent
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

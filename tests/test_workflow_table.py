@@ -88,6 +88,16 @@ def test_report_builds(finished_run):
     html = (workdir / "report.html").read_text()
     for item in ("table.csv", "metrics.png", "contact_sheet.png", "Contact sheets"):
         assert item in html, f"{item} not in the report"
+    # The workflow description: what ran, on which scenes, with which settings.
+    for item in (
+        "What ran.",
+        "removes the masked object from 1 scene(s)",
+        'source <tt class=\\"docutils literal\\">synthetic</tt> (seed 0, 96',
+        "MALD-NeRF (masked adversarial loss, customised diffusion, IDU); customisation",
+        "NeRF 60\\niterations",
+        "&quot;run_variants&quot;",
+    ):
+        assert item in html, f"{item} not in the report's description"
 
 
 def changed(workdir, config, change) -> dict[str, int]:
@@ -104,7 +114,7 @@ def changed(workdir, config, change) -> dict[str, int]:
 def test_a_nerf_setting_of_one_variant_reruns_only_that_variant(finished_run):
     workdir, config = finished_run
     jobs = changed(workdir, config, lambda c: c["variants"]["adv_l1"]["nerf"].update(patch_size=8))
-    assert jobs == {"train": 1, "render": 1, "evaluate": 1, "table": 1}
+    assert jobs == {"train": 1, "render": 1, "evaluate": 1, "contact_sheet": 1, "table": 1}
 
 
 def test_a_customisation_setting_reruns_the_customised_variants_only(finished_run):
@@ -117,14 +127,37 @@ def test_a_customisation_setting_reruns_the_customised_variants_only(finished_ru
         "train": runnable,
         "render": runnable,
         "evaluate": runnable,
+        "contact_sheet": 1,
         "table": 1,
     }
+
+
+def test_adding_a_variant_runs_it_on_every_scene_and_redoes_sheet_and_table(finished_run):
+    workdir, config = finished_run
+
+    def add(c):
+        c["variants"]["no_idu"] = {"description": "no dataset update", "idu": {"enabled": False}}
+        c["run_variants"].append("no_idu")
+
+    assert changed(workdir, config, add) == {
+        "train": 1,
+        "render": 1,
+        "evaluate": 1,
+        "contact_sheet": 1,
+        "table": 1,
+    }
+
+
+def test_removing_a_variant_redoes_sheet_and_table_only(finished_run):
+    workdir, config = finished_run
+    jobs = changed(workdir, config, lambda c: c["run_variants"].remove("adv_l1"))
+    assert jobs == {"contact_sheet": 1, "table": 1}
 
 
 def test_a_metric_setting_reruns_evaluate_and_table(finished_run):
     workdir, config = finished_run
     jobs = changed(workdir, config, lambda c: c["evaluate"].update(ssim_window=7))
-    assert jobs == {"evaluate": 4, "table": 1}
+    assert jobs == {"evaluate": 4, "contact_sheet": 1, "table": 1}
 
 
 def test_forcerun_one_stage_and_one_variant(finished_run):
@@ -132,6 +165,7 @@ def test_forcerun_one_stage_and_one_variant(finished_run):
     assert jobs_that_would_run(workdir, "results/table.csv", "--forcerun", "render") == {
         "render": 4,
         "evaluate": 4,
+        "contact_sheet": 1,
         "table": 1,
     }
     assert jobs_that_would_run(

@@ -114,3 +114,35 @@ def run_folder_scene_to_masks(source: Path, work: Path) -> subprocess.CompletedP
     ]
     write_config(work, config)
     return snakemake(work, "results/room/masks")
+
+
+def tiny_workflow_config(scenes: list[str], variants: list[str]) -> dict:
+    """The shipped config at the smallest sizes that run every stage: 80x64 synthetic scenes
+    (4 + 2 views, seeds 0, 1, ...) with their known poses (no COLMAP), tiny NeRFs trained
+    for 10 iterations. Variants ``plain_a``, ``plain_b``, ``plain_c`` use the base diffusion model
+    (no customize job) and no dataset update, and differ in their NeRF seed."""
+    from helpers import tiny_nerf_dict
+
+    config = shipped_config()
+    template = config["scenes"][0]
+    template["synthetic"].update(width=80, height=64, n_train=4, n_test=2)
+    template.update(poses="known", masks={"dilation": 2, "source": "files"})
+    config["scenes"] = [
+        {**yaml.safe_load(yaml.safe_dump(template)), "name": name} for name in scenes
+    ]
+    for seed, scene in enumerate(config["scenes"]):
+        scene["synthetic"]["seed"] = seed
+    config["inpaint"]["num_steps"] = 2
+    nerf = tiny_nerf_dict(iterations=10, checkpoint_every=5, log_every=5)
+    config["nerf"] = {**nerf, "device": "auto", "adversarial": nerf["adversarial"]}
+    config["variants"] = {
+        name: {
+            "description": f"test variant {name}",
+            "customization": "none",
+            "nerf": {"seed": seed},
+            "idu": {"enabled": False},
+        }
+        for seed, name in enumerate(["plain_a", "plain_b", "plain_c"])
+    }
+    config["run_variants"] = list(variants)
+    return config

@@ -26,6 +26,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from . import interrupt
+
 
 def _umask() -> int:
     mask = os.umask(0)
@@ -88,9 +90,14 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], Any]) -> Path:
     """Call ``write(tmp_path)`` and move the result to ``path`` only if it succeeds.
 
     ``write`` receives a temporary path in the same folder that ends with the same suffix, so
-    writers that choose a format from the suffix keep working.
+    writers that choose a format from the suffix keep working. The interrupt watchdog waits
+    for the write (:func:`maldnerf.interrupt.writing`): a checkpoint is not cut short.
     """
-    path = Path(path)
+    with interrupt.writing():
+        return _atomic_write(Path(path), write)
+
+
+def _atomic_write(path: Path, write: Callable[[Path], Any]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     prefix = f".{path.stem}.tmp-"
     _remove_stale(path.parent, prefix, path.suffix)

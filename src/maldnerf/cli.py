@@ -4,7 +4,9 @@ Every subcommand takes explicit input and output paths and the stage's settings 
 (``--settings '{"key": value}'`` or ``--settings @file.json``/``@file.yaml``); settings not given
 take their documented defaults. The Snakemake rules call exactly these commands. Mistakes in
 the input are reported as one ``error:`` line and exit status 2; running out of GPU memory or
-disk space as one line and exit status 3; an interruption (Ctrl-C) exits with 130.
+disk space as one line and exit status 3; an interruption exits with 128 + the signal number
+(130 for Ctrl-C/SIGINT, 143 for SIGTERM), customize and train after a checkpoint (see
+:mod:`maldnerf.interrupt`).
 """
 
 from __future__ import annotations
@@ -14,10 +16,12 @@ import errno
 import importlib
 import logging
 import os
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from . import interrupt
 from .errors import UserError
 from .settings import SETTINGS_HELP
 
@@ -242,14 +246,16 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
     )
     logging.captureWarnings(True)
+    interrupt.install()
     try:
         args.run(args)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_status
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        signum = exc.signum if isinstance(exc, interrupt.Interrupted) else signal.SIGINT
+        print(f"error: {exc or 'interrupted'}; rerun to resume", file=sys.stderr)
+        return 128 + signum
     except MemoryError:
         print(
             "error: out of memory; lower the batch size or image resolution settings",

@@ -1,4 +1,5 @@
 import json
+from dataclasses import asdict
 
 import numpy as np
 import pytest
@@ -425,3 +426,46 @@ def test_real_model_customization_loads_in_stock_diffusers(
     stock.enable_lora()
     variables = run_readme_snippet(folder, tmp_path, small_scene.images[0], small_scene.masks[0])
     assert variables["result"].size == (64, 64)
+
+
+def test_a_signal_stops_training_within_seconds_with_a_checkpoint_to_resume(small_scene, tmp_path):
+    """Real ``maldnerf customize`` processes: SIGINT (Ctrl-C) stops the first after the step it
+    is in, with a checkpoint (the periodic ones are too far apart to exist); the rerun resumes
+    from it, and SIGTERM (Slurm, Snakemake) stops that one the same way."""
+    import re
+    import signal
+    import sys
+
+    from helpers import stop_with_signal
+
+    settings = {
+        "diffusion": {"device": "cpu"},
+        "customize": {**asdict(quick_customize(steps=100_000)), "checkpoint_every": 100_000},
+    }
+    resume = tmp_path / "resume"
+    command = [sys.executable, "-m", "maldnerf", "--threads", "1", "customize"]
+    command += ["--transforms", str(small_scene.transforms), "--masks", str(small_scene.masks_dir)]
+    command += ["--output", str(tmp_path / "out"), "--resume-dir", str(resume)]
+    command += ["--settings", json.dumps(settings)]
+
+    def steps(text: str) -> int:  # the progress bar's count
+        return max((int(n) for n in re.findall(r"\| *(\d+)/100002 ", text)), default=0)
+
+    status, seconds = stop_with_signal(
+        command, tmp_path / "first.log", lambda text: steps(text) >= 4, signal.SIGINT
+    )
+    log = (tmp_path / "first.log").read_text()
+    assert status == 130 and seconds < 10, log[-2000:]
+    assert "SIGINT received: stopping after the current step" in log
+    stopped = torch.load(resume / CHECKPOINT, weights_only=True)["step"]
+    assert stopped >= 4 and not (tmp_path / "out").exists()
+
+    status, seconds = stop_with_signal(
+        command,
+        tmp_path / "second.log",
+        lambda text: f"resuming from step {stopped} " in text and steps(text) > stopped,
+        signal.SIGTERM,
+    )
+    log = (tmp_path / "second.log").read_text()
+    assert status == 143 and seconds < 10, log[-2000:]
+    assert torch.load(resume / CHECKPOINT, weights_only=True)["step"] > stopped

@@ -365,3 +365,73 @@ def test_cuda_device_without_a_gpu_is_an_error(small_scene, tmp_path):
         pytest.skip("a GPU is present")
     with pytest.raises(UserError, match="nerf.device"):
         train(small_scene, tmp_path, tiny_settings(device="cuda"))
+
+
+def test_a_signal_stops_training_within_seconds_with_a_checkpoint_to_resume(small_scene, tmp_path):
+    """Real ``maldnerf train`` processes: SIGTERM (Slurm, Snakemake) stops the first after the
+    iteration it is in, with a checkpoint (the periodic ones are too far apart to exist); the
+    rerun resumes from it, and SIGINT (Ctrl-C) stops that one the same way."""
+    import re
+    import signal
+    import sys
+
+    from helpers import stop_with_signal, tiny_nerf_dict
+
+    nerf = tiny_nerf_dict(iterations=100_000, checkpoint_every=100_000, log_every=5)
+    settings = {"nerf": nerf, "idu": {"enabled": False}}
+    resume = tmp_path / "resume"
+    command = [sys.executable, "-m", "maldnerf", "--threads", "1", "train"]
+    command += ["--transforms", str(small_scene["transforms"])]
+    command += ["--masks", str(small_scene["masks"]), "--targets", str(small_scene["targets"])]
+    command += ["--customization", "none", "--output", str(tmp_path / "out")]
+    command += ["--resume-dir", str(resume), "--settings", json.dumps(settings)]
+
+    def logged_step(text: str) -> int:
+        return max((int(n) for n in re.findall(r"step (\d+)/100000", text)), default=0)
+
+    status, seconds = stop_with_signal(
+        command, tmp_path / "first.log", lambda text: logged_step(text) >= 10, signal.SIGTERM
+    )
+    log = (tmp_path / "first.log").read_text()
+    assert status == 143 and seconds < 10, log[-2000:]
+    assert "SIGTERM received: stopping after the current step" in log
+    stopped = torch.load(resume / checkpoint.CHECKPOINT, weights_only=True)["step"]
+    assert stopped >= 10 and not (tmp_path / "out").exists()
+
+    status, seconds = stop_with_signal(
+        command,
+        tmp_path / "second.log",
+        lambda text: f"at iteration {stopped}" in text and logged_step(text) > stopped,
+        signal.SIGINT,
+    )
+    log = (tmp_path / "second.log").read_text()
+    assert status == 130 and seconds < 10, log[-2000:]
+    assert torch.load(resume / checkpoint.CHECKPOINT, weights_only=True)["step"] > stopped
+
+
+def test_a_signal_during_a_dataset_update_keeps_the_targets_of_before(
+    small_scene, tmp_path, monkeypatch
+):
+    """An IDU round cannot be checkpointed midway: a signal stops it at once, and the checkpoint
+    holds the step the round was due at and the targets of before it, so a rerun redoes it."""
+    import signal
+
+    from maldnerf import interrupt
+
+    idu = IduSettings(every=4, t_max=0.8, t_min=0.2, batch_size=3)
+    real_update = trainer.update_targets
+
+    def interrupted_update(model, data, *args):
+        real_update(model, data, *args)  # the targets change, then the signal comes
+        interrupt._handle(signal.SIGTERM, None)  # what SIGTERM runs: it raises inside the round
+
+    monkeypatch.setattr(trainer, "update_targets", interrupted_update)
+    monkeypatch.setattr(interrupt, "_received", None)
+    with pytest.raises(interrupt.Interrupted):
+        train(small_scene, tmp_path, tiny_settings(), idu, factory=FakeInpainter)
+    state = torch.load(tmp_path / "nerf_resume" / checkpoint.CHECKPOINT, weights_only=True)
+    assert state["step"] == 4 and state["idu_rounds"] == []
+    _, views = trainer.load_training_views(
+        small_scene["transforms"], small_scene["masks"], small_scene["targets"]
+    )
+    assert torch.equal(state["targets"], torch.from_numpy(views.targets))

@@ -13,6 +13,7 @@ sys.path.insert(0, SRC)
 from maldnerf.code_version import stage_digest
 from maldnerf.config import NO_CUSTOMIZATION, Pipeline, check_schema
 from maldnerf.errors import UserError
+from maldnerf.interrupt import forward_to_jobs
 
 SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
 try:
@@ -21,6 +22,10 @@ try:
     PIPELINE = Pipeline(config)  # checks values and cross-references
 except UserError as exc:
     sys.exit(f"error: {exc}")
+
+# SIGINT/SIGTERM sent to Snakemake alone reach the running jobs too, which then stop within
+# seconds (customize and train with a checkpoint) instead of running to their end.
+forward_to_jobs()
 
 # Jobs run `python -m maldnerf` from this checkout (src/ on PYTHONPATH), installed or not.
 # Outside conda environments (--sdm conda), `python` is the interpreter running Snakemake,

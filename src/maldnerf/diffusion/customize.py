@@ -52,7 +52,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .. import atomic
+from .. import atomic, interrupt
 from ..errors import UserError
 from ..settings import require
 from .models import (
@@ -875,9 +875,10 @@ def train(trainer: Trainer, resume_dir: Path, key: str, progress: bool = True) -
             bar.set_postfix(phase=phase, loss=f"{smoothed:.4f}", refresh=False)
             bar.update(1)
             done = step + 1
-            if done % every == 0 or done == trainer.total_steps:
+            if done % every == 0 or done == trainer.total_steps or interrupt.requested():
                 trainer.seconds = elapsed_before + time.perf_counter() - began
                 save_checkpoint(checkpoint, trainer, done, key)
+            interrupt.check()  # after Ctrl-C or SIGTERM: stop, resumable from this step
     finally:
         bar.close()
     return trainer.seconds, trainer.total_steps - start
@@ -909,7 +910,8 @@ def run(
         settings.batch_size,
         trainer.device,
     )
-    seconds, steps_run = train(trainer, resume_dir, key)
+    with interrupt.deferred():  # a signal stops training after a step (see maldnerf.interrupt)
+        seconds, steps_run = train(trainer, resume_dir, key)
     with atomic.output_dir(output) as tmp:
         manifest = trainer.write(tmp, seconds, steps_run)
     log.info(

@@ -45,7 +45,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .. import atomic
+from .. import atomic, interrupt
 from ..devices import resolve_device
 from ..errors import UserError
 from ..images import write_image
@@ -348,7 +348,7 @@ class Trainer:
         nerf = self.nerf
         bar = tqdm(total=nerf.iterations, initial=self.step, desc="train", unit="it", disable=None)
         try:  # a failed step closes the progress bar before the error is printed
-            with deterministic(self.device.type == "cpu"):
+            with deterministic(self.device.type == "cpu"), interrupt.deferred():
                 self._loop(resume_dir, bar)
         finally:
             bar.close()
@@ -371,8 +371,10 @@ class Trainer:
             if self.step % nerf.log_every == 0 or self.step == nerf.iterations:
                 row = self.log(resume_dir)
                 bar.set_postfix(loss=f"{row['total']:.4f}", rays_s=f"{row['rays_per_second']:.0f}")
-            if self.step % nerf.checkpoint_every == 0 and self.step < nerf.iterations:
+            due = self.step % nerf.checkpoint_every == 0 and self.step < nerf.iterations
+            if due or interrupt.requested():  # Ctrl-C, SIGTERM: stop here, resumable
                 self.save_checkpoint(resume_dir)
+            interrupt.check()
 
     def accumulate(self, losses: dict[str, Tensor]) -> None:
         for key, value in losses.items():
@@ -437,22 +439,29 @@ class Trainer:
     def run_idu_round(self, step: int, resume_dir: Path) -> None:
         """Re-inpaint every training view from the current NeRF (one IDU round)."""
         started = time.perf_counter()
-        if self.reinpainter is None:
-            assert self.reinpainter_factory is not None
-            log.info("loading the inpainting model for the dataset update")
-            self.reinpainter = self.reinpainter_factory()
         round_index = len(self.idu_rounds) + 1
         strength = idu_strength(step, self.nerf.iterations, self.idu.t_max, self.idu.t_min)
-        update_targets(
-            self.model,
-            self.data,
-            self.reinpainter,
-            strength,
-            round_index,
-            self.nerf.seed,
-            self.idu.batch_size,
-            self.nerf.chunk_rays,
-        )
+        before = self.data.targets.clone()
+        try:  # a signal stops a round at once; the checkpoint makes a rerun redo it
+            with interrupt.immediate():
+                if self.reinpainter is None:
+                    assert self.reinpainter_factory is not None
+                    log.info("loading the inpainting model for the dataset update")
+                    self.reinpainter = self.reinpainter_factory()
+                update_targets(
+                    self.model,
+                    self.data,
+                    self.reinpainter,
+                    strength,
+                    round_index,
+                    self.nerf.seed,
+                    self.idu.batch_size,
+                    self.nerf.chunk_rays,
+                )
+        except interrupt.Interrupted:
+            self.data.targets.copy_(before)
+            self.save_checkpoint(resume_dir)
+            raise
         sheet = snapshot(self.data.targets.cpu().numpy(), self.idu.snapshot_width)
         write_image(resume_dir / "idu" / f"round_{round_index:02d}.png", sheet)
         seconds = time.perf_counter() - started
