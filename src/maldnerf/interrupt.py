@@ -37,7 +37,7 @@ from collections.abc import Iterator
 log = logging.getLogger(__name__)
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
-GRACE_SECONDS = 5.0
+GRACE_SECONDS = 10.0
 """How long after the first signal the watchdog lets the stage stop by itself."""
 WRITE_GRACE_SECONDS = 60.0
 """How much longer it waits for an atomic write (a checkpoint) in progress."""

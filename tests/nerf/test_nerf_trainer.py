@@ -393,7 +393,7 @@ def test_a_signal_stops_training_within_seconds_with_a_checkpoint_to_resume(smal
         command, tmp_path / "first.log", lambda text: logged_step(text) >= 10, signal.SIGTERM
     )
     log = (tmp_path / "first.log").read_text()
-    assert status == 143 and seconds < 10, log[-2000:]
+    assert status == 143 and seconds < 30, log[-2000:]  # one step, then the exit
     assert "SIGTERM received: stopping after the current step" in log
     stopped = torch.load(resume / checkpoint.CHECKPOINT, weights_only=True)["step"]
     assert stopped >= 10 and not (tmp_path / "out").exists()
@@ -405,7 +405,7 @@ def test_a_signal_stops_training_within_seconds_with_a_checkpoint_to_resume(smal
         signal.SIGINT,
     )
     log = (tmp_path / "second.log").read_text()
-    assert status == 130 and seconds < 10, log[-2000:]
+    assert status == 130 and seconds < 30, log[-2000:]  # one step, then the exit
     assert torch.load(resume / checkpoint.CHECKPOINT, weights_only=True)["step"] > stopped
 
 
