@@ -246,7 +246,8 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
     )
     logging.captureWarnings(True)
-    interrupt.install()
+    if argv is None:  # the process's own command line (not a call from Python, e.g. a test)
+        interrupt.install()
     try:
         args.run(args)
     except UserError as exc:
