@@ -255,7 +255,9 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_status
     except KeyboardInterrupt as exc:
         signum = exc.signum if isinstance(exc, interrupt.Interrupted) else signal.SIGINT
-        print(f"error: {exc or 'interrupted'}; rerun to resume", file=sys.stderr)
+        print(
+            f"error: {str(exc) or 'interrupted'}; rerun the same command to go on", file=sys.stderr
+        )
         return 128 + signum
     except MemoryError:
         print(
