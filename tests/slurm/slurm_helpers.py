@@ -18,7 +18,7 @@ PROFILE_GPU_STAGES = ("customize", "inpaint", "train", "render")
 """Stages the Slurm profile gives one GPU."""
 GPU_STAGES = (*PROFILE_GPU_STAGES, "evaluate")
 """Stages that may run on a GPU (evaluate asks for one itself, only with backbone weights)."""
-CPU_STAGES = ("prepare", "poses", "masks", "table")
+CPU_STAGES = ("prepare", "poses", "masks", "table", "contact_sheet")
 
 
 def load_profile(profile: Path = SLURM_PROFILE) -> dict:
