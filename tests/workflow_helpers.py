@@ -133,8 +133,7 @@ def tiny_workflow_config(scenes: list[str], variants: list[str]) -> dict:
     for seed, scene in enumerate(config["scenes"]):
         scene["synthetic"]["seed"] = seed
     config["inpaint"]["num_steps"] = 2
-    nerf = tiny_nerf_dict(iterations=10, checkpoint_every=5, log_every=5)
-    config["nerf"] = {**nerf, "device": "auto", "adversarial": nerf["adversarial"]}
+    config["nerf"] = tiny_nerf_dict(iterations=10, checkpoint_every=5, log_every=5)
     config["variants"] = {
         name: {
             "description": f"test variant {name}",
