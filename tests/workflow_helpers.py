@@ -52,7 +52,7 @@ def snakemake_command(directory: Path) -> list[str]:
 
 
 def snakemake(
-    directory: Path, *args: str, timeout: float = 1800, env: dict[str, str] | None = None
+    directory: Path, *args: str, timeout: float = 3600, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess:
     """``snakemake --snakefile <repo>/Snakefile --directory <directory> --cores 2 <args>``, run in
     ``directory``; ``env`` adds to (or replaces) :func:`snakemake_env`'s variables."""
