@@ -51,6 +51,7 @@ from .models import (
     resolve_device,
     vae_scale_factor,
 )
+from .objectives import latent_mask
 from .schedule import check_strength, ddim_timesteps
 from .views import check_view, load_training_views
 from .windows import Window, image_to_model, mask_to_model, mask_window, paste
@@ -194,7 +195,7 @@ class Inpainter:
             m = torch.from_numpy(model_masks).float()[:, None].to(self.device)
             conditioning = self._masked_latents(pixels, model_masks, x, m)
             size = self.resolution // self.factor
-            mask_latent = torch.nn.functional.interpolate(m, size=(size, size)).to(self.dtype)
+            mask_latent = latent_mask(m, self.factor).to(self.dtype)  # as in training
             noise = torch.stack(
                 [
                     torch.randn(

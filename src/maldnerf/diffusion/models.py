@@ -6,12 +6,13 @@ A model (``diffusion.model``) is one of
   loaded from the local Hugging Face cache, or downloaded when the hub is reachable;
 - a local diffusers folder (``model_index.json`` plus ``unet/``, ``vae/``, ``text_encoder/``,
   ``tokenizer/``, ``scheduler/``);
-- ``tiny``: the same architecture family — a 9-channel inpainting ``UNet2DConditionModel``, an
-  ``AutoencoderKL`` with four down blocks (Stable Diffusion's 8× latent downscale), a CLIP text
-  encoder — at small widths with random weights drawn from ``diffusion.tiny_seed``, and a CLIP
-  tokenizer whose vocabulary (the 256-entry byte table, a few merges) is generated here. Nothing
-  is downloaded. It exists for the embedded CPU-sized default and for tests: untrained it
-  inpaints noise, so the customize stage trains all its weights on the scene.
+- ``tiny``: the pretrained tiny base — the same architecture family (a 9-channel inpainting
+  ``UNet2DConditionModel``, an ``AutoencoderKL`` with four down blocks: Stable Diffusion's 8×
+  latent downscale, a CLIP text encoder) at small widths, trained by the ``pretrain`` stage on
+  procedurally generated rooms (:mod:`.pretrain`). The workflow passes its folder
+  (``results/pretrain/tiny``) as a local model; ``tiny`` given directly to a stage's command
+  loads the copy of the default pretraining in the machine's cache. It exists for the embedded
+  CPU-sized default and for tests; nothing of it is downloaded (:mod:`.architectures`).
 
 Every model must be an *inpainting* model (UNet with 9 input channels: 4 noisy latent, 1 mask,
 4 masked-image latent); a text-to-image checkpoint is rejected with a one-line error. Weights
@@ -35,7 +36,6 @@ import json
 import logging
 import os
 import re
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,7 +57,6 @@ DEFAULT_MODEL = "stabilityai/stable-diffusion-2-inpainting"
 MANIFEST = "customization.json"
 LORA_FILE = "pytorch_lora_weights.safetensors"
 TOKENS_FILE = "token_embeddings.safetensors"
-BASE_DIR = "base"
 
 # Values of diffusion.device.
 DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
@@ -71,92 +70,6 @@ SAFETENSORS_FIX = (
     "use_safetensors=False) and re-save it with save_pretrained(folder, safe_serialization=True)"
 )
 
-# Stable Diffusion's noise schedule, used with DDIM (epsilon prediction).
-SD_SCHEDULER: dict[str, Any] = {
-    "num_train_timesteps": 1000,
-    "beta_start": 0.00085,
-    "beta_end": 0.012,
-    "beta_schedule": "scaled_linear",
-    "clip_sample": False,
-    "set_alpha_to_one": False,
-    "steps_offset": 1,
-    "prediction_type": "epsilon",
-}
-
-TINY_UNET: dict[str, Any] = {
-    "sample_size": 8,
-    "in_channels": 9,
-    "out_channels": 4,
-    "block_out_channels": (64, 128),
-    "layers_per_block": 1,
-    "down_block_types": ("CrossAttnDownBlock2D", "DownBlock2D"),
-    "up_block_types": ("UpBlock2D", "CrossAttnUpBlock2D"),
-    "cross_attention_dim": 32,
-    "attention_head_dim": 8,
-    "norm_num_groups": 16,
-}
-TINY_VAE: dict[str, Any] = {
-    "in_channels": 3,
-    "out_channels": 3,
-    "down_block_types": ("DownEncoderBlock2D",) * 4,
-    "up_block_types": ("UpDecoderBlock2D",) * 4,
-    "block_out_channels": (16, 32, 64, 64),
-    "layers_per_block": 1,
-    "latent_channels": 4,
-    "norm_num_groups": 8,
-    "sample_size": 64,
-    "scaling_factor": 1.0,
-}
-TINY_TEXT: dict[str, Any] = {
-    "hidden_size": 32,
-    "intermediate_size": 64,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 4,
-    "max_position_embeddings": 77,
-    "projection_dim": 32,
-}
-
-# The Stable Diffusion 2 inpainting architecture (stabilityai/stable-diffusion-2-inpainting).
-FULL_UNET: dict[str, Any] = {
-    "sample_size": 64,
-    "in_channels": 9,
-    "out_channels": 4,
-    "block_out_channels": (320, 640, 1280, 1280),
-    "layers_per_block": 2,
-    "down_block_types": ("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
-    "up_block_types": ("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
-    "cross_attention_dim": 1024,
-    "attention_head_dim": (5, 10, 20, 20),
-    "use_linear_projection": True,
-    "norm_num_groups": 32,
-}
-FULL_VAE: dict[str, Any] = {
-    "in_channels": 3,
-    "out_channels": 3,
-    "down_block_types": ("DownEncoderBlock2D",) * 4,
-    "up_block_types": ("UpDecoderBlock2D",) * 4,
-    "block_out_channels": (128, 256, 512, 512),
-    "layers_per_block": 2,
-    "latent_channels": 4,
-    "norm_num_groups": 32,
-    "sample_size": 512,
-    "scaling_factor": 0.18215,
-}
-FULL_TEXT: dict[str, Any] = {
-    "vocab_size": 49408,
-    "hidden_size": 1024,
-    "intermediate_size": 4096,
-    "num_hidden_layers": 23,
-    "num_attention_heads": 16,
-    "max_position_embeddings": 77,
-    "hidden_act": "gelu",
-    "projection_dim": 512,
-}
-
-# A few merges so that common prompt words are single tokens; everything else falls back to
-# the byte-level alphabet, which covers any text.
-_TINY_WORDS = ("a", "photo", "of", "the", "scene", "background", "empty", "room", "with", "and")
-
 
 @dataclass
 class DiffusionSettings:
@@ -164,9 +77,8 @@ class DiffusionSettings:
 
     model: str = TINY
     """Hugging Face id (e.g. ``stabilityai/stable-diffusion-2-inpainting``), local diffusers
-    folder, or ``tiny`` (small random model built offline, for CPU runs and tests)."""
-    tiny_seed: int = 0
-    """Seed of the random weights of the ``tiny`` model."""
+    folder, or ``tiny`` (the small base model that the ``pretrain`` stage trains offline on
+    generated rooms, for CPU runs and tests)."""
     resolution: int | None = None
     """Model input size in pixels (square, a multiple of 8); ``null``: the model's native size
     (64 for ``tiny``, 512 for Stable Diffusion 2 inpainting)."""
@@ -182,8 +94,9 @@ class DiffusionSettings:
     """Recompute UNet activations in the backward pass (less memory, ~30% slower training).
     When off, the customize stage still turns it on by itself if the first step runs out of GPU
     memory."""
-    generic_prompt: str = ""
-    """Prompt used without a customisation (the ``no customisation`` ablation)."""
+    generic_prompt: str = "a photo of the scene"
+    """Prompt used without a customisation (the ``no customisation`` ablation); the tiny base
+    was pretrained with this caption."""
 
     def __post_init__(self) -> None:
         require(bool(self.model.strip()), "model must not be empty")
@@ -269,111 +182,6 @@ def out_of_memory_hint(what: str, hint: str) -> Iterator[None]:
         raise OutOfMemory(f"GPU out of memory while {what}; {hint}") from None
 
 
-# ---------------------------------------------------------------------------- tiny model
-
-
-def _byte_alphabet() -> list[str]:
-    """The byte-level BPE alphabet: one printable character for each of the 256 byte values."""
-    printable = (
-        list(range(ord("!"), ord("~") + 1))
-        + list(range(ord("¡"), ord("¬") + 1))
-        + list(range(ord("®"), ord("ÿ") + 1))
-    )
-    table: dict[int, str] = {}
-    shifted = 0
-    for value in range(256):
-        if value in printable:
-            table[value] = chr(value)
-        else:
-            table[value] = chr(256 + shifted)
-            shifted += 1
-    return [table[value] for value in range(256)]
-
-
-def write_tiny_tokenizer_files(folder: Path) -> tuple[Path, Path]:
-    """Write ``vocab.json`` and ``merges.txt`` of the tiny CLIP tokenizer into ``folder``."""
-    alphabet = _byte_alphabet()
-    vocab = alphabet + [c + "</w>" for c in alphabet]
-    merges: list[str] = []
-    for word in _TINY_WORDS:
-        pieces = list(word[:-1]) + [word[-1] + "</w>"]
-        while len(pieces) > 1:
-            merge = f"{pieces[0]} {pieces[1]}"
-            if merge not in merges:
-                merges.append(merge)
-                vocab.append(pieces[0] + pieces[1])
-            pieces = [pieces[0] + pieces[1]] + pieces[2:]
-    vocab = list(dict.fromkeys(vocab)) + ["<|startoftext|>", "<|endoftext|>"]
-    vocab_file, merges_file = folder / "vocab.json", folder / "merges.txt"
-    vocab_file.write_text(json.dumps({token: i for i, token in enumerate(vocab)}))
-    merges_file.write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
-    return vocab_file, merges_file
-
-
-def tiny_tokenizer() -> Any:
-    """A CLIP tokenizer over the generated byte-level vocabulary (``model_max_length = 77``)."""
-    from transformers import CLIPTokenizer
-
-    with tempfile.TemporaryDirectory() as tmp:
-        vocab_file, merges_file = write_tiny_tokenizer_files(Path(tmp))
-        return CLIPTokenizer(
-            str(vocab_file), str(merges_file), model_max_length=77, pad_token="<|endoftext|>"
-        )
-
-
-def build_random_pipeline(
-    size: Literal["tiny", "full"] = "tiny", seed: int = 0
-) -> StableDiffusionInpaintPipeline:
-    """An inpainting pipeline built from config with random weights (deterministic in ``seed``).
-
-    ``tiny``: ~3 M-parameter UNet, ~1 M-parameter VAE, 2-layer CLIP text encoder.
-    ``full``: the Stable Diffusion 2 inpainting architecture (865 M-parameter UNet), for
-    benchmarks; its tokenizer is the generated tiny one (ids are valid for the full vocabulary).
-    """
-    import torch
-    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
-
-    tokenizer = tiny_tokenizer()
-    unet_config, vae_config, text_config = (
-        (TINY_UNET, TINY_VAE, {**TINY_TEXT, "vocab_size": len(tokenizer)})
-        if size == "tiny"
-        else (FULL_UNET, FULL_VAE, FULL_TEXT)
-    )
-    text_config = {
-        **text_config,
-        "bos_token_id": tokenizer.bos_token_id,
-        "eos_token_id": tokenizer.eos_token_id,
-        "pad_token_id": tokenizer.pad_token_id,
-    }
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        unet = UNet2DConditionModel(**unet_config)
-        vae = AutoencoderKL(**vae_config)
-        text_encoder = CLIPTextModel(CLIPTextConfig(**text_config))
-    return _assemble(unet, vae, text_encoder, tokenizer, DDIMScheduler(**SD_SCHEDULER))
-
-
-def _assemble(unet, vae, text_encoder, tokenizer, scheduler) -> StableDiffusionInpaintPipeline:
-    from diffusers import StableDiffusionInpaintPipeline
-
-    pipeline = StableDiffusionInpaintPipeline(
-        vae=vae,
-        text_encoder=text_encoder,
-        tokenizer=tokenizer,
-        unet=unet,
-        scheduler=scheduler,
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
-    pipeline.set_progress_bar_config(disable=True)
-    return pipeline
-
-
-# ---------------------------------------------------------------------------- loading
-
-
 def _looks_like_path(model: str) -> bool:
     return model.startswith((".", "/", "~")) or os.sep in model.strip("/").replace("/", "", 1)
 
@@ -382,7 +190,9 @@ def load_base_pipeline(settings: DiffusionSettings) -> StableDiffusionInpaintPip
     """The base model of ``settings`` in float32 on the CPU (move it with :func:`place`)."""
     model = settings.model.strip()
     if model == TINY:
-        return build_random_pipeline("tiny", settings.tiny_seed)
+        from .pretrain import cached_default_base
+
+        return load_folder(cached_default_base(), where="diffusion.model")
     folder = Path(model).expanduser()
     if folder.is_dir():
         return load_folder(folder, where="diffusion.model")
@@ -553,16 +363,47 @@ def read_customization(folder: Path) -> dict[str, Any]:
     return info
 
 
-def customization_base(folder: Path, info: dict[str, Any], settings: DiffusionSettings) -> Any:
-    """The base pipeline a customisation was trained on (its own ``base/`` folder for tiny)."""
+def check_customization_base(
+    folder: Path, info: dict[str, Any], settings: DiffusionSettings
+) -> None:
+    """Raise a :class:`UserError` unless the customisation was trained on ``settings.model``."""
     if info.get("base_model") != settings.model.strip():
         raise UserError(
             f"{folder / MANIFEST}: trained on base model {info.get('base_model')!r} but "
             f"diffusion.model is {settings.model!r}; rerun customize or change diffusion.model"
         )
-    if (folder / BASE_DIR).is_dir():
-        return load_folder(folder / BASE_DIR, where=str(folder))
-    return load_base_pipeline(settings)
+
+
+def model_identity(settings: DiffusionSettings) -> str:
+    """What identifies the weights of ``settings.model``, for resume fingerprints.
+
+    A folder written by the pretrain stage: its cache key (a digest of its settings and code);
+    ``tiny``: the key of the default pretraining. Another local folder: a digest of its
+    JSON/text files and of its weight files' names, sizes and modification times (hashing
+    gigabytes of weights at every start would cost more than it protects). A hub id: the id.
+    """
+    import hashlib
+
+    model = settings.model.strip()
+    if model == TINY:
+        from .pretrain import PretrainSettings, cache_key
+
+        return "pretrain:" + cache_key(PretrainSettings())
+    folder = Path(model).expanduser()
+    if not folder.is_dir():
+        return model
+    manifest = folder / "pretrain.json"
+    if manifest.is_file():
+        return "pretrain:" + str(json.loads(manifest.read_text()).get("key"))
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(path.relative_to(folder).as_posix().encode() + b"\0")
+        if path.suffix in (".json", ".txt"):
+            digest.update(path.read_bytes())
+        else:
+            stat = path.stat()
+            digest.update(f"{stat.st_size}:{stat.st_mtime_ns}".encode())
+    return "folder:" + digest.hexdigest()
 
 
 def apply_customization(pipeline: StableDiffusionInpaintPipeline, folder: Path) -> str:
@@ -613,8 +454,8 @@ def load_pipeline(
     """The inpainting pipeline on its device, and the prompt to use with it.
 
     Without ``customization_dir``: the base model and ``settings.generic_prompt``. With it: the
-    base the customisation was trained on (for ``tiny``, the trained weights in its ``base/``),
-    its LoRA fused into the UNet, its tokens added to the tokenizer, and its scene prompt.
+    base model (checked to be the one the customisation was trained on), the customisation's
+    LoRA fused into the UNet, its tokens added to the tokenizer, and its scene prompt.
     """
     device = resolve_device(settings)
     if customization_dir is None:
@@ -622,7 +463,8 @@ def load_pipeline(
     else:
         customization_dir = Path(customization_dir)
         info = read_customization(customization_dir)
-        pipeline = customization_base(customization_dir, info, settings)
+        check_customization_base(customization_dir, info, settings)
+        pipeline = load_base_pipeline(settings)
         prompt = apply_customization(pipeline, customization_dir)
         pipeline.fuse_lora(components=["unet"], lora_scale=1.0)
         pipeline.unload_lora_weights()
