@@ -42,6 +42,7 @@ INPUTS = {
     "nerf": "NeRF folder of the train stage",
 }
 SETTINGS_CLASSES = {
+    "pretrain": "diffusion.pretrain:PretrainSettings",
     "prepare": "prepare.stage:PrepareSettings",
     "poses": "poses:PosesSettings",
     "masks": "masks:MaskSettings",
@@ -132,6 +133,20 @@ def build_parser() -> argparse.ArgumentParser:
         dest="command", required=True, metavar="STAGE", parser_class=StageParser
     )
 
+    p = _stage_parser(
+        commands,
+        "pretrain",
+        "train the generic tiny base diffusion model on generated rooms (built once per machine)",
+        (),
+        "model folder to write (a diffusers folder)",
+    )
+    p.add_argument(
+        "--no-cache",
+        dest="use_cache",
+        action="store_false",
+        help="neither read nor fill the machine's cache of built base models ($MALDNERF_CACHE, "
+        "else ~/.cache/maldnerf)",
+    )
     p = _stage_parser(
         commands,
         "prepare",

@@ -20,6 +20,7 @@ PACKAGE = "maldnerf"
 ROOT = Path(__file__).resolve().parent
 
 STAGE_MODULES = {
+    "pretrain": ("maldnerf.diffusion.pretrain",),
     "prepare": ("maldnerf.prepare.stage",),
     "poses": ("maldnerf.poses",),
     "masks": ("maldnerf.masks",),

@@ -14,6 +14,15 @@ from .nerf.settings import IduSettings, NerfSettings, RenderSettings
 from .settings import load_settings
 
 
+def pretrain(args: argparse.Namespace) -> None:
+    import os
+
+    from .diffusion.pretrain import PretrainSettings, run
+
+    workers = int(os.environ.get("MALDNERF_THREADS") or os.cpu_count() or 1)  # --threads
+    run(load_settings(PretrainSettings, args.settings), args.output, workers, args.use_cache)
+
+
 def prepare(args: argparse.Namespace) -> None:
     from .prepare.stage import PrepareSettings, run
 

@@ -21,7 +21,8 @@ from typing import Any, Literal
 
 from .diffusion.customize import CustomizeSettings
 from .diffusion.inpaint import InpaintSettings
-from .diffusion.models import DiffusionSettings
+from .diffusion.models import TINY, DiffusionSettings
+from .diffusion.pretrain import PretrainSettings
 from .errors import UserError
 from .evaluate.stage import EvaluateSettings
 from .evaluate.table import TableSettings
@@ -33,6 +34,8 @@ from .settings import from_dict, require, to_dict
 
 NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
 NO_CUSTOMIZATION = "none"
+PRETRAINED_TINY = "results/pretrain/tiny"
+"""Where the workflow builds the pretrained tiny base (``diffusion.model: tiny``)."""
 
 
 @dataclass
@@ -80,6 +83,9 @@ class WorkflowConfig:
     """Structure-from-motion options for scenes with ``poses: colmap``."""
     diffusion: DiffusionSettings = field(default_factory=DiffusionSettings)
     """The latent-diffusion inpainting model and where it runs."""
+    pretrain: PretrainSettings = field(default_factory=PretrainSettings)
+    """How the tiny base model is pretrained on generated rooms (only for ``diffusion.model:
+    tiny``; built once per machine and shared by every scene)."""
     customizations: dict[str, CustomizeSettings] = field(
         default_factory=lambda: {"scene": CustomizeSettings()}
     )
@@ -246,13 +252,27 @@ class Pipeline:
     def masks_params(self, scene: str) -> dict[str, Any]:
         return to_dict(self.scenes[scene].masks)
 
+    def uses_tiny(self, scene: str) -> bool:
+        """Whether the scene's diffusion model is the pretrained tiny base."""
+        return self.section(scene, "diffusion")["model"].strip() == TINY
+
+    def pretrain_params(self) -> dict[str, Any]:
+        """Settings of the pretrain stage (the tiny base, shared by every scene)."""
+        return to_dict(self.config.pretrain)
+
+    def diffusion_params(self, scene: str) -> dict[str, Any]:
+        """The scene's diffusion settings as the stages read them: ``tiny`` becomes the folder
+        the pretrain rule builds (:data:`PRETRAINED_TINY`), loaded as any local model."""
+        settings = self._settings(DiffusionSettings, self.section(scene, "diffusion"), "diffusion")
+        if settings["model"].strip() == TINY:
+            settings["model"] = PRETRAINED_TINY
+        return settings
+
     def customize_params(self, scene: str, customization: str) -> dict[str, Any]:
         """Settings of customize: the model (diffusion) and the named customisation."""
         customizations = self.section(scene, "customizations")
         return {
-            "diffusion": self._settings(
-                DiffusionSettings, self.section(scene, "diffusion"), "diffusion"
-            ),
+            "diffusion": self.diffusion_params(scene),
             "customize": self._settings(
                 CustomizeSettings, customizations[customization], f"customizations.{customization}"
             ),
@@ -261,9 +281,7 @@ class Pipeline:
     def inpaint_params(self, scene: str) -> dict[str, Any]:
         """Settings of inpaint (the same for every customisation)."""
         return {
-            "diffusion": self._settings(
-                DiffusionSettings, self.section(scene, "diffusion"), "diffusion"
-            ),
+            "diffusion": self.diffusion_params(scene),
             "inpaint": self._settings(InpaintSettings, self.section(scene, "inpaint"), "inpaint"),
         }
 
@@ -350,7 +368,9 @@ class Pipeline:
         and variants that run; ``results/benchmarks/<stage>/<job>.tsv``)."""
         variants = self.runnable_variants()
         used = list(dict.fromkeys(self.customization_of(v) for v in variants))
+        tiny = any(self.uses_tiny(s) for s in self.scenes)
         jobs = [
+            *([("pretrain", "tiny")] if tiny else []),
             *(("prepare", s) for s in self.scenes),
             *(("poses", s) for s in self.scenes),
             *(("masks", s) for s in self.scenes),

@@ -11,7 +11,7 @@ SRC = str(Path(workflow.basedir) / "src")
 sys.path.insert(0, SRC)
 
 from maldnerf.code_version import stage_digest
-from maldnerf.config import NO_CUSTOMIZATION, Pipeline, check_schema
+from maldnerf.config import NO_CUSTOMIZATION, PRETRAINED_TINY, Pipeline, check_schema
 from maldnerf.errors import UserError
 from maldnerf.interrupt import forward_to_jobs
 
@@ -69,12 +69,24 @@ def get_customization_dir(wildcards):
     return f"results/{wildcards.scene}/diffusion/{name}"
 
 
-def get_inpaint_input(wildcards):
-    """Poses and masks, plus the customisation unless it is `none`."""
-    inputs = {
+def get_base_model_input(wildcards):
+    """The pretrained tiny base when the scene's model is `tiny` (other models are loaded
+    from the Hugging Face cache or their folder)."""
+    return {"base": PRETRAINED_TINY} if PIPELINE.uses_tiny(wildcards.scene) else {}
+
+
+def get_customize_input(wildcards):
+    """Poses, masks and the pretrained tiny base if used."""
+    return {
         "poses": f"results/{wildcards.scene}/poses",
         "masks": f"results/{wildcards.scene}/masks",
+        **get_base_model_input(wildcards),
     }
+
+
+def get_inpaint_input(wildcards):
+    """Poses, masks, the tiny base if used, and the customisation unless it is `none`."""
+    inputs = get_customize_input(wildcards)
     if wildcards.customization != NO_CUSTOMIZATION:
         inputs["customization"] = get_customization_dir(wildcards)
     return inputs
@@ -88,6 +100,8 @@ def get_train_input(wildcards):
         "masks": f"results/{wildcards.scene}/masks",
         "targets": f"results/{wildcards.scene}/inpaint/{customization}",
     }
+    if PIPELINE.train_params(wildcards.scene, wildcards.variant)["idu"]["enabled"]:
+        inputs.update(get_base_model_input(wildcards))  # the model that re-inpaints
     if customization != NO_CUSTOMIZATION:
         inputs["customization"] = get_customization_dir(wildcards)
     return inputs

@@ -1,7 +1,24 @@
+rule pretrain:
+    output:
+        directory(PRETRAINED_TINY),
+    log:
+        "logs/pretrain/tiny.log",
+    benchmark:
+        "results/benchmarks/pretrain/tiny.tsv"
+    conda:
+        "../../envs/maldnerf.yaml"
+    threads: 8  # rooms render in parallel processes; capped by --cores
+    params:
+        code=stage_digest("pretrain"),  # the package code the stage runs
+        settings=settings_json(PIPELINE.pretrain_params()),
+    shell:
+        "python -m maldnerf --threads {threads} pretrain --output {output:q}"
+        " --settings {params.settings:q} 2> {log:q}"
+
+
 rule customize:
     input:
-        poses="results/{scene}/poses",
-        masks="results/{scene}/masks",
+        unpack(get_customize_input),
     output:
         directory("results/{scene}/diffusion/{customization}"),
     log:

@@ -18,7 +18,17 @@ log = logging.getLogger(__name__)
 TIMING_COLUMNS = ["stage", "job", "seconds", "max_rss_mb", "cpu_seconds"]
 """Columns of ``timings.csv``."""
 
-STAGE_ORDER = ["prepare", "poses", "masks", "customize", "inpaint", "train", "render", "evaluate"]
+STAGE_ORDER = [
+    "pretrain",
+    "prepare",
+    "poses",
+    "masks",
+    "customize",
+    "inpaint",
+    "train",
+    "render",
+    "evaluate",
+]
 
 
 def timings(benchmarks: list[Path]) -> list[dict[str, Any]]:

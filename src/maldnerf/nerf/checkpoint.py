@@ -7,7 +7,8 @@ accumulated times (NeRF steps, and the whole stage's wall time). Every step's ra
 derives from ``(seed, step)``, so a run resumed from a checkpoint continues exactly as if it
 had not stopped. A ``fingerprint`` of the settings and input files guards against resuming a
 run of different settings or inputs; when the run re-inpaints (IDU rounds), it also covers
-the inpainting model's settings and every file of its customisation folder.
+the inpainting model's settings, the identity of its base model's weights and every file of
+its customisation folder.
 """
 
 from __future__ import annotations
@@ -71,12 +72,24 @@ def fingerprint(
     if reinpainter is not None:
         digest.update(b"reinpainter")
         digest.update(json.dumps(reinpainter_settings(reinpainter), sort_keys=True).encode())
+        digest.update(base_model_identity(reinpainter).encode())
         if reinpainter.customization is not None:
             folder = Path(reinpainter.customization)
             for path in customization_files(folder):
                 digest.update(path.relative_to(folder).as_posix().encode())
                 digest.update(bytes.fromhex(file_sha256(path)))
     return digest.hexdigest()
+
+
+def base_model_identity(source: ReinpainterSource) -> str:
+    """The identity of the re-inpainting base model's weights (see ``models.model_identity``):
+    a retrained base behind the same path is another model."""
+    from ..diffusion.models import DiffusionSettings, model_identity
+
+    diffusion = source.settings.get("diffusion", DiffusionSettings())
+    if not isinstance(diffusion, DiffusionSettings):
+        diffusion = DiffusionSettings(**{k: v for k, v in diffusion.items() if k == "model"})
+    return model_identity(diffusion)
 
 
 def reinpainter_settings(source: ReinpainterSource) -> dict[str, Any]:
