@@ -63,6 +63,23 @@ def test_spinnerf_layout_and_llff_poses(tmp_path):
     assert (frame.near, frame.far) == (1.0, 10.0)
 
 
+def test_llff_poses_of_another_aspect_ratio_are_an_error(tmp_path):
+    """poses_bounds.npy has one focal length for its (H, W): images of another aspect ratio
+    would get fx != fy silently (here 30x40 images, poses recorded for 120x200)."""
+    src = tmp_path / "spin"
+    (src / "images_4" / "label").mkdir(parents=True)
+    for i in range(4):
+        Image.fromarray(np.full((30, 40, 3), 100, np.uint8)).save(src / "images_4" / f"{i:03d}.png")
+        label = np.zeros((30, 40), np.uint8)
+        label[10:20, 10:20] = 1
+        Image.fromarray(label).save(src / "images_4" / "label" / f"{i:03d}.png")
+    pose = np.concatenate([np.eye(3), [[0], [0], [0]], [[120], [200], [100]]], axis=1)
+    row = np.concatenate([pose.reshape(-1), [1.0, 10.0]])
+    np.save(src / "poses_bounds.npy", np.stack([row] * 4))
+    with pytest.raises(UserError, match=r"poses_bounds.npy: poses recorded for 200x120 .* 40x30"):
+        prepare(tmp_path, src, spinnerf_test_views=1)
+
+
 def test_transforms_json_instant_ngp_style(tmp_path):
     src = write_plain_scene(tmp_path / "src", n_train=3, n_test=1)
     frames = [

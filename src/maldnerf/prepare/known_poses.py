@@ -60,7 +60,7 @@ def read_known_poses(
     per view in that order); ``image_size = (width, height)`` of the original images.
     """
     if path.suffix == ".npy":
-        return _read_llff(path, names_in_order)
+        return _read_llff(path, names_in_order, image_size)
     return _read_transforms(path, names_in_order, image_size)
 
 
@@ -70,7 +70,7 @@ def _check_matrix(path: Path, name: str, matrix: np.ndarray) -> np.ndarray:
     return matrix
 
 
-def _read_llff(path: Path, names: list[str]) -> KnownPoses:
+def _read_llff(path: Path, names: list[str], image_size: tuple[int, int]) -> KnownPoses:
     try:
         data = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as exc:
@@ -86,6 +86,7 @@ def _read_llff(path: Path, names: list[str]) -> KnownPoses:
         )
     poses = data[:, :15].reshape(-1, 3, 5)
     height, width, focal = poses[0, :, 4]
+    _check_aspect(path, (float(width), float(height)), image_size)
     c2w, bounds = {}, {}
     for name, pose, row in zip(names, poses, data):
         # LLFF columns are (down, right, back); OpenGL wants (right, up, back).
@@ -106,6 +107,24 @@ def _read_llff(path: Path, names: list[str]) -> KnownPoses:
         c2w,
         bounds,
     )
+
+
+def _check_aspect(path: Path, recorded: tuple[float, float], image_size: tuple[int, int]) -> None:
+    """LLFF stores one focal length for an (H, W) that the images may be a downscaled copy of:
+    the images must have that aspect ratio (to a pixel of rounding), or fx and fy would differ
+    silently."""
+    width, height = image_size
+    if min(recorded) <= 0:
+        raise UserError(
+            f"{path}: image size {recorded[1]:g} x {recorded[0]:g} (H x W) is not positive"
+        )
+    scaled_height = recorded[1] * width / recorded[0]
+    if abs(scaled_height - height) > 1.0:
+        raise UserError(
+            f"{path}: poses recorded for {recorded[0]:g}x{recorded[1]:g} images (W x H) but the "
+            f"images are {width}x{height}, another aspect ratio; use the images the poses were "
+            "computed for (or a uniformly downscaled copy), or use 'poses: colmap'"
+        )
 
 
 def _read_transforms(path: Path, names: list[str], image_size: tuple[int, int]) -> KnownPoses:
