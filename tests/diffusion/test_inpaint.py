@@ -17,6 +17,12 @@ from maldnerf.images import read_image
 
 
 @pytest.fixture(scope="module")
+def on_tiny_folder(tiny_folder):
+    """The untrained tiny model as a local base model, on the CPU."""
+    return DiffusionSettings(model=str(tiny_folder), device="cpu")
+
+
+@pytest.fixture(scope="module")
 def inpainter(tiny_pipeline):
     return Inpainter(tiny_pipeline, "", InpaintSettings(num_steps=8, batch_size=3), "cpu")
 
@@ -64,10 +70,9 @@ def test_full_strength_ignores_what_is_inside_the_mask(inpainter, small_scene):
     assert np.array_equal(a, b)
 
 
-def test_reinpainting_changes_the_render_more_at_higher_noise(customized, small_scene):
-    inpainter = load_inpainter(
-        DiffusionSettings(device="cpu"), InpaintSettings(num_steps=10), customized
-    )
+def test_reinpainting_changes_the_render_more_at_higher_noise(pretrained_base, small_scene):
+    diffusion = DiffusionSettings(model=str(pretrained_base), device="cpu")
+    inpainter = load_inpainter(diffusion, InpaintSettings(num_steps=10), None)
     # the "render": the original outside the mask, the true background inside
     renders = [
         np.where(m[..., None], b, i)
@@ -78,8 +83,8 @@ def test_reinpainting_changes_the_render_more_at_higher_noise(customized, small_
     def inpaint(t):
         return inpainter.inpaint(renders, masks, t, seeds)
 
-    # A briefly trained tiny VAE cannot reproduce an image yet, so the change is measured
-    # against the autoencoded render (t -> 0), which for a trained model is the render itself.
+    # The tiny VAE does not reproduce an image exactly, so the change is measured against the
+    # autoencoded render (t -> 0).
     reference = inpaint(0.001)
     changes = [
         np.mean([np.abs(o - r)[m].mean() for o, r, m in zip(inpaint(t), reference, masks)])
@@ -128,11 +133,13 @@ def test_out_of_memory_names_the_settings_to_lower(inpainter, small_scene, monke
         inpainter.inpaint(small_scene.images[:1], small_scene.masks[:1])
 
 
-def test_stage_writes_every_view_and_keeps_outside_pixels(small_scene, customized, tmp_path):
+def test_stage_writes_every_view_and_keeps_outside_pixels(
+    small_scene, customized, on_tiny_folder, tmp_path
+):
     settings = InpaintSettings(num_steps=3)
     run(
         settings,
-        DiffusionSettings(device="cpu"),
+        on_tiny_folder,
         small_scene.transforms,
         small_scene.masks_dir,
         customized,
@@ -150,8 +157,8 @@ def test_stage_writes_every_view_and_keeps_outside_pixels(small_scene, customize
         assert info["views"][name]["window"][2] >= 64
 
 
-def test_stage_without_customization_uses_the_generic_prompt(small_scene, tmp_path):
-    diffusion = DiffusionSettings(device="cpu", generic_prompt="a photo")
+def test_stage_without_customization_uses_the_generic_prompt(small_scene, tiny_folder, tmp_path):
+    diffusion = DiffusionSettings(model=str(tiny_folder), device="cpu", generic_prompt="a photo")
     run(
         InpaintSettings(num_steps=2),
         diffusion,
@@ -179,3 +186,38 @@ def test_guidance_and_reduced_precision_paths_run(tiny_pipeline, small_scene):
     for image, mask, result in zip(small_scene.images, small_scene.masks, out):
         assert result.dtype == np.float32 and np.isfinite(result).all()
         assert np.array_equal(result[~mask], image[~mask])
+
+
+def test_guidance_runs_the_unconditional_branch(tiny_pipeline, small_scene):
+    """With guidance > 1 every DDIM step evaluates the UNet on a batch of two per view (the
+    negative/unconditional prompt and the prompt); with 1 on one."""
+    import copy
+
+    pipeline = copy.deepcopy(tiny_pipeline)
+    calls = []
+    original = pipeline.unet.forward
+
+    def counting(sample, timestep, encoder_hidden_states, *args, **kwargs):
+        calls.append((sample.shape[0], encoder_hidden_states.shape[0]))
+        return original(sample, timestep, encoder_hidden_states, *args, **kwargs)
+
+    pipeline.unet.forward = counting
+    views = small_scene.images[:3], small_scene.masks[:3]
+    for guidance, per_view in ((1.0, 1), (5.0, 2)):
+        calls.clear()
+        settings = InpaintSettings(num_steps=4, guidance_scale=guidance, batch_size=8)
+        inpainter = Inpainter(pipeline, "a photo", settings, "cpu")
+        assert inpainter.guided is (per_view == 2)
+        inpainter.inpaint(*views)
+        assert calls == [(3 * per_view, 3 * per_view)] * 4, (guidance, calls)
+
+
+def test_guidance_by_model():
+    """null guidance: SD2's 7.5 and a negative prompt for real models, off for tiny."""
+    auto = InpaintSettings()
+    real = auto.for_model("stabilityai/stable-diffusion-2-inpainting")
+    assert real.guidance_scale == 7.5 and "blurry" in real.negative_prompt
+    tiny = auto.for_model("tiny")
+    assert tiny.guidance_scale == 1.0 and tiny.negative_prompt == ""
+    chosen = InpaintSettings(guidance_scale=3.0, negative_prompt="x").for_model("/some/model")
+    assert (chosen.guidance_scale, chosen.negative_prompt) == (3.0, "x")

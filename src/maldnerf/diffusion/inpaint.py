@@ -33,7 +33,7 @@ import logging
 import math
 import time
 from collections import OrderedDict
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +43,7 @@ from .. import atomic
 from ..errors import UserError
 from ..settings import require
 from .models import (
+    TINY,
     DiffusionSettings,
     load_pipeline,
     model_resolution,
@@ -62,6 +63,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MANIFEST = "inpaint.json"
+REAL_MODEL_GUIDANCE = 7.5
+REAL_MODEL_NEGATIVE_PROMPT = "blurry, low quality, distorted, artifacts, text, watermark"
 OOM_HINT = "lower inpaint.batch_size (the NeRF stage: its IDU batch size) or diffusion.resolution"
 
 
@@ -71,11 +74,14 @@ class InpaintSettings:
 
     num_steps: int = 20
     """DDIM steps of a full (t = 1) inpainting; a re-inpainting at level t runs ceil(t·num_steps)."""
-    guidance_scale: float = 1.0
-    """Classifier-free guidance; 1 disables it (one UNet pass per step). Stable Diffusion with a
-    descriptive prompt works best around 4-7.5; the tiny and customised models use 1."""
-    negative_prompt: str = ""
-    """Prompt guided away from when guidance_scale > 1."""
+    guidance_scale: float | None = None
+    """Classifier-free guidance (> 1: a conditional and an unconditional UNet pass per step;
+    1 disables it). ``None``: 1 for ``tiny`` (pretrained with one caption and no unconditional
+    examples, so it has no unconditional branch to guide away from) and
+    :data:`REAL_MODEL_GUIDANCE` for every other model (Stable Diffusion's own default)."""
+    negative_prompt: str | None = None
+    """Prompt guided away from when guidance is on. ``None``: :data:`REAL_MODEL_NEGATIVE_PROMPT`
+    for real models, none for ``tiny``."""
     seed: int = 0
     """The stage inpaints training view i with seed ``seed + i``."""
     margin: float = 0.35
@@ -88,10 +94,25 @@ class InpaintSettings:
 
     def __post_init__(self) -> None:
         require(1 <= self.num_steps <= 1000, "num_steps must be between 1 and 1000")
-        require(self.guidance_scale >= 1.0, "guidance_scale must be >= 1 (1 disables guidance)")
+        require(
+            self.guidance_scale is None or self.guidance_scale >= 1.0,
+            "guidance_scale must be >= 1 (1 disables guidance) or null (by model)",
+        )
         require(0.0 <= self.margin <= 4.0, "margin must be between 0 and 4")
         require(self.batch_size >= 1, "batch_size must be >= 1")
         require(self.cache_size >= 0, "cache_size must be >= 0")
+
+    def for_model(self, model: str) -> InpaintSettings:
+        """These settings with the guidance and negative prompt of ``model`` filled in where
+        they are ``None`` (see :attr:`guidance_scale`)."""
+        real = model.strip() != TINY
+        guidance = self.guidance_scale
+        if guidance is None:
+            guidance = REAL_MODEL_GUIDANCE if real else 1.0
+        negative = self.negative_prompt
+        if negative is None:
+            negative = REAL_MODEL_NEGATIVE_PROMPT if real else ""
+        return replace(self, guidance_scale=guidance, negative_prompt=negative)
 
 
 class Inpainter:
@@ -107,6 +128,8 @@ class Inpainter:
     ) -> None:
         import torch
 
+        if settings.guidance_scale is None or settings.negative_prompt is None:
+            settings = settings.for_model(TINY)  # see load_inpainter for the model's own
         self.pipeline, self.prompt, self.settings = pipeline, prompt, settings
         self.device = torch.device(device)
         self.unet, self.vae = pipeline.unet, pipeline.vae
@@ -301,7 +324,7 @@ def load_inpainter(
     return Inpainter(
         pipeline,
         prompt,
-        inpaint,
+        inpaint.for_model(diffusion.model),
         resolve_device(diffusion),
         resolution=model_resolution(diffusion, pipeline),
     )
@@ -378,17 +401,18 @@ def run(
                 "window_format": "[x0, y0, size] in image pixels; may overhang (mirror-padded)",
                 "seconds": round(seconds, 3),
                 "seconds_per_view": round(seconds / len(views), 4),
-                "settings": asdict(settings),
+                "settings": asdict(inpainter.settings),  # guidance resolved for the model
                 "diffusion": asdict(diffusion),
                 "torch": torch.__version__,
             },
         )
     log.info(
-        "inpaint: %d views in %.1f s (%.3f s/view) with prompt %r; wrote %s",
+        "inpaint: %d views in %.1f s (%.3f s/view) with prompt %r, guidance %g; wrote %s",
         len(views),
         seconds,
         seconds / len(views),
         inpainter.prompt,
+        inpainter.settings.guidance_scale,
         output,
     )
 
