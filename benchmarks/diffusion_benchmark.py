@@ -1,29 +1,22 @@
 """Benchmarks of the diffusion half of MALD-NeRF (a script, not a test).
 
-``speed`` (default): builds the full-size Stable Diffusion 2 inpainting architecture from config
+Builds the full-size Stable Diffusion 2 inpainting architecture from config
 with random weights (nothing is downloaded) and measures, on one device, with the package's own
 code paths:
 
-- a LoRA customisation training step (``maldnerf.diffusion.customize.Trainer.unet_step``) at
+- a LoRA customisation training step (``maldnerf.diffusion.customize.Trainer.step``) at
   ``--resolution`` with ``--batch-size`` crops: seconds per step;
 - a partial-DDIM re-inpainting (``Inpainter.inpaint``, strength ``--strength`` with a
   ``--ddim-steps`` schedule) of ``--views`` views: seconds per view;
 - peak memory of each (CUDA: ``max_memory_allocated``; CPU: the process's peak RSS).
 
-``quality``: on a prepared synthetic scene (with ``background/`` ground truth), customises the
-``tiny`` model, inpaints every training view with the customised and the uncustomised tiny model
-and with OpenCV's Telea inpainting, and reports the masked PSNR of each against the true
-background.
-
-Both print their figures and write them as JSON to ``--output``. Examples::
+It prints its figures and writes them as JSON to ``--output``. The 2D inpainting quality of the
+tiny models is measured by ``inpainting_quality.py``. Examples::
 
     python benchmarks/diffusion_benchmark.py --device cuda --dtype bfloat16 --steps 5 \\
         --output results/benchmarks/diffusion_h200.json
     python benchmarks/diffusion_benchmark.py --device cpu --steps 1 --views 1 \\
         --output results/benchmarks/diffusion_cpu.json
-    python benchmarks/diffusion_benchmark.py quality --scene /tmp/dif/scene \\
-        --transforms /tmp/dif/poses/transforms.json --masks /tmp/dif/masks --work /tmp/dif/bench \\
-        --output results/benchmarks/diffusion_quality.json
 """
 
 from __future__ import annotations
@@ -47,9 +40,6 @@ log = logging.getLogger("diffusion_benchmark")
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "mode", nargs="?", default="speed", choices=["speed", "quality"], help="what to measure"
-    )
     parser.add_argument("--output", type=Path, required=True, help="JSON file to write")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="device")
     parser.add_argument(
@@ -72,20 +62,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--size", default="full", choices=["full", "tiny"], help="architecture")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
-    # quality mode
-    parser.add_argument("--scene", type=Path, help="quality: prepared scene folder")
-    parser.add_argument("--transforms", type=Path, help="quality: transforms.json of poses")
-    parser.add_argument("--masks", type=Path, help="quality: masks folder")
-    parser.add_argument("--work", type=Path, help="quality: folder for the intermediate outputs")
-    parser.add_argument(
-        "--customize-settings", default="{}", help="quality: customize settings as JSON"
-    )
-    parser.add_argument(
-        "--inpaint-settings", default="{}", help="quality: inpaint settings as JSON"
-    )
     args = parser.parse_args(argv)
-    if args.mode == "quality" and not all((args.scene, args.transforms, args.masks, args.work)):
-        parser.error("quality needs --scene, --transforms, --masks and --work")
     if args.steps < 1 or args.batch_size < 1 or args.views < 1:
         parser.error("--steps, --batch-size and --views must be >= 1")
     if args.resolution % 8 or args.resolution < 64:
@@ -130,11 +107,11 @@ def speed(args: argparse.Namespace) -> dict:
     import diffusers
     import torch
 
+    from maldnerf.diffusion.architectures import build_random_pipeline
     from maldnerf.diffusion.customize import CustomizeSettings, Trainer
     from maldnerf.diffusion.inpaint import Inpainter, InpaintSettings
     from maldnerf.diffusion.models import (
         DiffusionSettings,
-        build_random_pipeline,
         place,
         resolve_device,
     )
@@ -190,7 +167,7 @@ def speed(args: argparse.Namespace) -> dict:
     for step in range(warmup + args.steps):
         synchronize(device)
         start = time.perf_counter()
-        loss = trainer.unet_step(step)
+        loss = trainer.step(step)
         synchronize(device)
         elapsed = time.perf_counter() - start
         log.info(
@@ -257,64 +234,6 @@ def speed(args: argparse.Namespace) -> dict:
     return report
 
 
-def masked_psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
-    mse = float(np.mean((a[mask] - b[mask]) ** 2))
-    return float(10.0 * np.log10(1.0 / max(mse, 1e-12)))
-
-
-def quality(args: argparse.Namespace) -> dict:
-    import cv2
-
-    from maldnerf.diffusion import customize, inpaint
-    from maldnerf.diffusion.models import DiffusionSettings
-    from maldnerf.images import read_image, to_uint8
-    from maldnerf.scene import load_scene
-    from maldnerf.settings import from_dict
-
-    scene = load_scene(args.scene)
-    if scene.background is None:
-        sys.exit(f"{args.scene}: has no background/ folder (a synthetic scene is needed)")
-    diffusion = DiffusionSettings(device=args.device, dtype=args.dtype)
-    custom = from_dict(customize.CustomizeSettings, json.loads(args.customize_settings))
-    paint = from_dict(inpaint.InpaintSettings, json.loads(args.inpaint_settings))
-    work = args.work
-    began = time.perf_counter()
-    customize.run(custom, diffusion, args.transforms, args.masks, work / "custom", work / "resume")
-    customize_seconds = time.perf_counter() - began
-    report: dict = {"customize_seconds": round(customize_seconds, 1)}
-    manifest = json.loads((work / "custom" / "customization.json").read_text())
-    report["customize_steps_per_second"] = round(
-        (manifest["steps"] + manifest["vae_steps"]) / max(manifest["seconds"], 1e-9), 2
-    )
-    report["settings"] = {"customize": manifest["settings"], "inpaint": paint.__dict__}
-    for name, folder in (("customized", work / "custom"), ("not_customized", None)):
-        began = time.perf_counter()
-        inpaint.run(paint, diffusion, args.transforms, args.masks, folder, work / f"inpaint_{name}")
-        report[f"{name}_inpaint_seconds"] = round(time.perf_counter() - began, 2)
-    customized = inpaint.load_inpainted(work / "inpaint_customized")
-    plain = inpaint.load_inpainted(work / "inpaint_not_customized")
-    masks = {}
-    from maldnerf.masks import load_masks
-
-    masks = load_masks(args.masks).train
-    scores: dict[str, list[float]] = {"customized": [], "not_customized": [], "telea": []}
-    for view in scene.train:
-        truth = read_image(scene.background / f"{view.name}.png")
-        mask = masks[view.name]
-        telea = (
-            cv2.inpaint(
-                to_uint8(read_image(view.image)), mask.astype(np.uint8), 5, cv2.INPAINT_TELEA
-            ).astype(np.float32)
-            / 255.0
-        )
-        scores["customized"].append(masked_psnr(customized[view.name], truth, mask))
-        scores["not_customized"].append(masked_psnr(plain[view.name], truth, mask))
-        scores["telea"].append(masked_psnr(telea, truth, mask))
-    report["masked_psnr_db"] = {k: round(float(np.mean(v)), 2) for k, v in scores.items()}
-    report["views"] = len(scene.train)
-    return report
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(
@@ -324,8 +243,7 @@ def main(argv: list[str] | None = None) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    report = speed(args) if args.mode == "speed" else quality(args)
-    report["mode"] = args.mode
+    report = speed(args)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))

@@ -612,7 +612,7 @@ def save_random_model(args: argparse.Namespace, folder: Path, device: Device) ->
     import torch
     from diffusers.utils import logging as diffusers_logging
 
-    from maldnerf.diffusion.models import build_random_pipeline
+    from maldnerf.diffusion.architectures import build_random_pipeline
 
     size = args.smoke_model if args.smoke else "full"
     began = time.perf_counter()

@@ -294,11 +294,11 @@ def diffusion(args: argparse.Namespace, device: torch.device, figures: dict) -> 
     from diffusion_benchmark import synthetic_views
 
     import maldnerf.diffusion.inpaint as inpaint_module
+    from maldnerf.diffusion.architectures import build_random_pipeline
     from maldnerf.diffusion.customize import CustomizeSettings, Trainer
     from maldnerf.diffusion.inpaint import Inpainter, InpaintSettings
     from maldnerf.diffusion.models import (
         DiffusionSettings,
-        build_random_pipeline,
         model_resolution,
         place,
     )
@@ -382,7 +382,7 @@ def diffusion(args: argparse.Namespace, device: torch.device, figures: dict) -> 
     report(figures, "attention_sdpa", f"t=1 inpainting, classic vs SDPA attention; {tag}", result)
 
     customize = CustomizeSettings(steps=10**6, batch_size=4, warmup_steps=0, num_tokens=0)
-    trainer = Trainer(customize, settings, views, pipeline)  # LoRA-only: not the `tiny` path
+    trainer = Trainer(customize, settings, views, pipeline)
     steps = iter(range(10**6))
 
     def unet_step(checkpointing: bool) -> None:
@@ -390,7 +390,7 @@ def diffusion(args: argparse.Namespace, device: torch.device, figures: dict) -> 
             trainer.unet.enable_gradient_checkpointing()
         else:
             trainer.unet.disable_gradient_checkpointing()
-        trainer.unet_step(next(steps))
+        trainer.step(next(steps))
 
     result = side_by_side(lambda: unet_step(True), lambda: unet_step(False), args.repeat, device)
     report(
