@@ -90,7 +90,7 @@ log "nerfacc CUDA kernels: $NERFACC"
 
 if [ "$NERFACC" = auto ]; then
     log "GPU tests (pytest -m gpu)"
-    timeout "$(slot 60 300)" "$PY" -m pytest -q -m gpu -p no:cacheprovider \
+    timeout "$(slot 60 300)" "$PY" -m pytest -q -m gpu -p no:cacheprovider --ignore=tests/slurm \
         --continue-on-collection-errors tests >"$OUT/pytest_gpu.txt" 2>&1
     tail -5 "$OUT/pytest_gpu.txt"
 else
@@ -124,7 +124,7 @@ fi
 
 if (($(left) > 90)); then
     log "diffusion speed (LoRA step, re-inpainting) at the full SD2 size"
-    timeout "$(slot 150 5)" "$PY" benchmarks/diffusion_benchmark.py speed --device "$DEVICE" \
+    timeout "$(slot 150 5)" "$PY" benchmarks/diffusion_benchmark.py --device "$DEVICE" \
         "${DIFFUSION_SIZE[@]}" --output "$OUT/diffusion_speed.json" | tail -40
 else
     log "diffusion speed skipped: not enough time left"

@@ -33,6 +33,15 @@ from maldnerf.nerf.settings import IduSettings, NerfSettings
 from maldnerf.nerf.trainer import Trainer
 from maldnerf.settings import from_dict
 
+# Hash-grid table lookups to compare (``--lookups``): the gather and, by its backward, how the
+# gradient reaches the table (index_select: an atomic index_add; embedding: a sort-based
+# segmented sum; indexing: an accumulating index_put).
+LOOKUPS = {
+    "index_select": lambda params, rows: params.index_select(0, rows),
+    "embedding": lambda params, rows: torch.nn.functional.embedding(rows, params),
+    "indexing": lambda params, rows: params[rows],
+}
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -83,8 +92,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="--sweep: nerfacc's CUDA kernels in the last two configurations (off: leave out "
         "+nerfacc_cuda and compile without them, e.g. where the extension does not build)",
     )
+    p.add_argument(
+        "--lookups",
+        nargs="+",
+        default=None,
+        choices=sorted(LOOKUPS),
+        help="time the (single) configuration once per hash-grid lookup kernel, side by side",
+    )
     p.add_argument("--output", type=Path, default=None, help="write the figures as JSON here")
+    p.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        help="also profile --iterations steps of the (single) configuration with torch.profiler "
+        "and write PROFILE.txt (operators by device time) and PROFILE.json (time by category)",
+    )
     args = p.parse_args(argv)
+    if args.profile and args.sweep:
+        p.error("--profile profiles one configuration: leave out --sweep")
     if args.iterations < 1 or args.warmup < 0:
         p.error("--iterations must be >= 1 and --warmup >= 0")
     if args.width < 64 or args.height < 64 or args.views < 2:
@@ -179,10 +204,147 @@ def measure(
     return result
 
 
+# Where the device time of a training step goes: the first category whose keywords a kernel
+# (CUDA) or operator (CPU) name contains, lower-cased. Matrix products are the MLPs (and the discriminator's
+# convolutions); gathers/scatters are mostly the hash-grid lookups and their gradient.
+PROFILE_CATEGORIES = {
+    "scatter / accumulate (hash-grid gradient)": (
+        "index_put",
+        "indexing_backward",
+        "reduceadd",  # index_add_ (the backward of index_select), CUDA's indexFuncLargeIndex
+        "scatter",
+        "index_add",
+        "atomic",
+    ),
+    "matrix products (MLPs, discriminator)": (
+        "gemm",
+        "cutlass",
+        "sm90",
+        "conv",
+        "addmm",
+        "aten::mm",
+        "matmul",
+        "bmm",
+    ),
+    "gather / index (hash-grid lookup)": ("index", "gather", "embedding"),
+    "sampling, cumsum, sort (ray sampling, rendering)": (
+        "cumsum",
+        "cumprod",
+        "scan",
+        "sort",
+        "searchsorted",
+        "nerfacc",
+    ),
+    "reductions": ("reduce", "sum", "norm", "mean"),
+    "optimizer": ("adam", "foreach", "multi_tensor"),
+    "copies, fills, concatenation": ("copy", "catarray", "aten::cat", "fill", "memcpy", "memset"),
+}
+
+
+def categorise(name: str) -> str:
+    lowered = name.lower()
+    for category, keywords in PROFILE_CATEGORIES.items():
+        if any(k in lowered for k in keywords):
+            return category
+    return "elementwise and other"
+
+
+def profile_steps(args: argparse.Namespace, device: torch.device, views: TrainingViews) -> dict:
+    """Profile ``args.iterations`` training steps after the warm-up; writes PROFILE.txt (the
+    top operators by device time) and PROFILE.json (device time per category, ms per step)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    settings = settings_for(args, device)
+    trainer = Trainer(settings, IduSettings(enabled=False), views, device)
+    start = settings.adversarial.warmup
+    for step in range(args.warmup):
+        trainer.train_step(start + step)
+    synchronize(device)
+    activities = [ProfilerActivity.CPU]
+    if device.type == "cuda":
+        activities.append(ProfilerActivity.CUDA)
+    began = time.perf_counter()
+    with profile(activities=activities) as prof:
+        for step in range(args.iterations):
+            trainer.train_step(start + args.warmup + step)
+        synchronize(device)
+    wall_ms = 1000 * (time.perf_counter() - began) / args.iterations
+    averages = prof.key_averages()
+    attribute = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    if device.type == "cuda":  # the kernels only: their launching operators repeat their time
+        averages = [e for e in averages if e.device_type == torch.autograd.DeviceType.CUDA]
+    rows = sorted(averages, key=lambda e: getattr(e, attribute, 0.0), reverse=True)
+    categories: dict[str, float] = {}
+    for event in rows:
+        micros = getattr(event, attribute, 0.0)
+        if micros > 0:
+            key = categorise(event.key)
+            categories[key] = categories.get(key, 0.0) + micros / 1000 / args.iterations
+    device_ms = sum(categories.values())
+    text = "\n".join(
+        f"{getattr(e, attribute, 0.0) / 1000 / args.iterations:10.2f} ms/step  {e.count:7d} calls  "
+        f"{categorise(e.key)[:12]:12s}  {e.key[:140]}"
+        for e in rows[:60]
+    )
+    base = Path(args.profile)
+    base.parent.mkdir(parents=True, exist_ok=True)
+    base.with_suffix(".txt").write_text(text + "\n")
+    report = {
+        "device_name": device_name(device),
+        "config": {
+            k: getattr(settings, k) for k in ("precision", "tf32", "nerfacc_cuda", "compile")
+        },
+        "steps": args.iterations,
+        "wall_ms_per_step_profiled": wall_ms,
+        "device_ms_per_step": device_ms,
+        "device_busy_share": device_ms / wall_ms if wall_ms else None,
+        "ms_per_step_by_category": dict(sorted(categories.items(), key=lambda kv: -kv[1])),
+        "top_operators_ms_per_step": {
+            e.key: getattr(e, attribute, 0.0) / 1000 / args.iterations for e in rows[:25]
+        },
+    }
+    atomic.write_json(base.with_suffix(".json"), report)
+    print(
+        f"profiled {args.iterations} steps: {wall_ms:.1f} ms/step wall, {device_ms:.1f} ms on the device"
+    )
+    for name, ms in report["ms_per_step_by_category"].items():
+        print(f"  {ms:8.1f} ms  {100 * ms / device_ms:5.1f}%  {name}")
+    return report
+
+
+def compare_lookups(args: argparse.Namespace, device: torch.device, views: TrainingViews) -> int:
+    """The training step with each hash-grid lookup of ``args.lookups``, one after another."""
+    from maldnerf.nerf.encodings import HashEncoding
+
+    original = HashEncoding.lookup
+    results = {}
+    try:
+        for name in args.lookups:
+            kernel = LOOKUPS[name]
+            HashEncoding.lookup = lambda self, rows, kernel=kernel: kernel(self.params, rows)
+            results[name] = measure(args, device, views)
+            r = results[name]
+            print(f"{name:>14}: {r['rays_per_second']:>12,.0f} rays/s  {r['step_ms']:8.1f} ms/step")
+    finally:
+        HashEncoding.lookup = original
+    first = results[args.lookups[0]]["rays_per_second"]
+    for name, r in results.items():
+        r["ratio_to_first"] = r["rays_per_second"] / first
+        print(f"{name:>14}: {r['ratio_to_first']:.2f}x {args.lookups[0]}")
+    if args.output:
+        atomic.write_json(args.output, {"device_name": device_name(device), "results": results})
+    return 0
+
+
 def main(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     device = resolve_device(args.device, "--device")
     views = synthetic_views(args.views, args.width, args.height)
+    if args.profile:
+        profile_steps(args, device, views)
+        return 0
+    if args.lookups:
+        return compare_lookups(args, device, views)
     if args.sweep:
         kernels = args.sweep_nerfacc
         steps = [
