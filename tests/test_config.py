@@ -6,8 +6,10 @@ import yaml
 
 from helpers import REPO
 from maldnerf.config import Pipeline, check_schema
+from maldnerf.diffusion.pretrain import PretrainSettings
 from maldnerf.errors import UserError
 from maldnerf.schema import render_schema
+from maldnerf.settings import to_dict
 
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 
@@ -126,14 +128,39 @@ def test_benchmark_files_are_the_jobs_that_run():
     config = shipped_config()
     config["run_variants"] = ["full", "no_customize", "no_adv_lpips"]
     files = Pipeline(config).benchmark_files()
+    assert files[0] == "results/benchmarks/pretrain/tiny.tsv"  # the tiny base, once
     assert "results/benchmarks/prepare/synthetic.tsv" in files
     assert "results/benchmarks/customize/synthetic-scene.tsv" in files
     assert "results/benchmarks/customize/synthetic-none.tsv" not in files
     assert "results/benchmarks/inpaint/synthetic-none.tsv" in files
     assert "results/benchmarks/train/synthetic-no_customize.tsv" in files
     assert (
-        len(files) == len(set(files)) == 3 + 1 + 2 + 3 * len(Pipeline(config).runnable_variants())
+        len(files)
+        == len(set(files))
+        == 1 + 3 + 1 + 2 + 3 * len(Pipeline(config).runnable_variants())
     )
+
+
+def test_tiny_stages_read_the_pretrained_base_folder_and_real_models_their_id():
+    from maldnerf.config import PRETRAINED_TINY
+
+    config = shipped_config()
+    pipeline = Pipeline(config)
+    assert pipeline.uses_tiny("synthetic")
+    for params in (
+        pipeline.customize_params("synthetic", "scene"),
+        pipeline.inpaint_params("synthetic"),
+        pipeline.train_params("synthetic", "full"),
+    ):
+        assert params["diffusion"]["model"] == PRETRAINED_TINY == "results/pretrain/tiny"
+    assert pipeline.pretrain_params() == to_dict(PretrainSettings(**config["pretrain"]))
+    config["diffusion"]["model"] = "stabilityai/stable-diffusion-2-inpainting"
+    pipeline = Pipeline(config)
+    assert not pipeline.uses_tiny("synthetic")
+    assert pipeline.customize_params("synthetic", "scene")["diffusion"]["model"] == (
+        "stabilityai/stable-diffusion-2-inpainting"
+    )
+    assert not any("pretrain" in f for f in pipeline.benchmark_files())
 
 
 def test_resources_grow_with_the_scene_and_fit_a_common_node_at_full_size(tmp_path):
@@ -164,3 +191,13 @@ def test_train_reads_the_diffusion_settings_only_with_the_dataset_update():
     pipeline = Pipeline(config)
     assert "diffusion" in pipeline.train_params("synthetic", "full")
     assert "diffusion" not in pipeline.train_params("synthetic", "no_idu")
+
+
+def test_the_shipped_pretraining_is_the_default_one_the_test_suite_shares():
+    """The workflow's pretrain rule and the tests' ``pretrained_base`` fixture build the same
+    base (same cache key), so a machine builds it once."""
+    from maldnerf.diffusion.pretrain import cache_key
+
+    shipped = Pipeline(shipped_config()).pretrain_params()
+    assert shipped == to_dict(PretrainSettings())
+    assert cache_key(PretrainSettings(**shipped)) == cache_key(PretrainSettings())

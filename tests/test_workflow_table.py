@@ -18,9 +18,7 @@ def small_config() -> dict:
     scene = config["scenes"][0]
     scene["synthetic"].update(width=96, height=72, n_train=12, n_test=4)
     scene["masks"]["dilation"] = 3
-    config["customizations"]["scene"].update(
-        steps=30, batch_size=4, tiny_vae_steps=30, checkpoint_every=20
-    )
+    config["customizations"]["scene"].update(steps=30, batch_size=4, checkpoint_every=20)
     config["inpaint"]["num_steps"] = 8
     config["nerf"].update(iterations=60, batch_rays=256, patch_size=12, checkpoint_every=30)
     config["nerf"]["adversarial"]["warmup"] = 10

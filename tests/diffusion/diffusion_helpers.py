@@ -74,9 +74,7 @@ def write_small_scene(root: Path, views: int = 4, size: tuple[int, int] = (96, 7
 def quick_customize(**changes):
     from maldnerf.diffusion.customize import CustomizeSettings
 
-    values = dict(
-        steps=4, tiny_vae_steps=2, batch_size=2, checkpoint_every=2, warmup_steps=1, seed=3
-    )
+    values = dict(steps=4, batch_size=2, checkpoint_every=2, warmup_steps=1, seed=3)
     values.update(changes)
     return CustomizeSettings(**values)
 

@@ -13,19 +13,10 @@ from diffusion_helpers import (
 from safetensors.torch import load_file
 
 from maldnerf.diffusion import customize
-from maldnerf.diffusion.customize import (
-    CHECKPOINT,
-    CustomizeSettings,
-    inpainting_loss,
-    sample_batch,
-)
-from maldnerf.diffusion.models import (
-    BASE_DIR,
-    LORA_FILE,
-    MANIFEST,
-    TOKENS_FILE,
-    DiffusionSettings,
-)
+from maldnerf.diffusion.customize import CHECKPOINT, CustomizeSettings, sample_batch
+from maldnerf.diffusion.customize_trainer import loss_weights
+from maldnerf.diffusion.models import LORA_FILE, MANIFEST, TOKENS_FILE, DiffusionSettings
+from maldnerf.diffusion.objectives import inpainting_loss
 from maldnerf.diffusion.views import TrainingView
 from maldnerf.errors import UserError
 from maldnerf.settings import from_dict
@@ -64,6 +55,7 @@ def test_object_shaped_holes_are_added_on_request(small_scene):
 
 
 def loss_for(pipeline, rectangle, obj=(8, 56, 8, 56)):
+    """The customisation loss and its gradient for one rectangle hole and an object mask."""
     generator = torch.Generator().manual_seed(0)
     images = torch.rand(2, 3, 64, 64, generator=generator)
     objects = torch.zeros(2, 1, 64, 64)
@@ -80,8 +72,8 @@ def loss_for(pipeline, rectangle, obj=(8, 56, 8, 56)):
             pipeline.scheduler,
             text,
             images,
-            objects,
             rectangles,
+            loss_weights(rectangles, objects, 8),
             torch.randn(2, 4, 8, 8, generator=generator),
             torch.tensor([10, 700]),
         )
@@ -104,14 +96,14 @@ def test_loss_is_exactly_zero_for_a_rectangle_inside_the_object(tiny_pipeline):
     assert partial > 0.0
 
 
-def test_customization_files_load_in_a_stock_diffusers_pipeline(customized, tmp_path):
+def test_customization_files_load_in_a_stock_diffusers_pipeline(customized, tiny_folder):
     from diffusers import StableDiffusionInpaintPipeline
     from PIL import Image
 
     info = json.loads((customized / MANIFEST).read_text())
     assert info["tokens"] == ["<scene-0>", "<scene-1>"]
     assert info["prompt"] == "a photo of <scene-0> <scene-1>"
-    assert info["base_model"] == "tiny" and info["trained"] == "unet+vae+lora+tokens"
+    assert info["base_model"] == str(tiny_folder) and info["trained"] == "lora+tokens"
     assert len(info["loss_curve"]) == 4 and np.isfinite(info["final_loss"])
     assert "load_lora_weights" in (customized / "README.md").read_text()
 
@@ -119,21 +111,17 @@ def test_customization_files_load_in_a_stock_diffusers_pipeline(customized, tmp_
         customized.parent / "resume" / CHECKPOINT, map_location="cpu", weights_only=True
     )
     trained = checkpoint["tensors"]
-    pipe = StableDiffusionInpaintPipeline.from_pretrained(customized / BASE_DIR)
+    pipe = StableDiffusionInpaintPipeline.from_pretrained(tiny_folder)
     pipe.load_lora_weights(customized, weight_name=LORA_FILE)
     embeddings = load_file(customized / TOKENS_FILE)
     pipe.load_textual_inversion(list(embeddings.values()), token=list(embeddings.keys()))
 
-    # LoRA weights arrive exactly as trained
+    # LoRA weights and token embeddings arrive exactly as trained
     loaded = {name: p for name, p in pipe.unet.named_parameters() if "lora_" in name}
     assert loaded
     for name, p in loaded.items():
         key = "unet." + name.replace(".default_0.", ".default.").replace(".scene.", ".default.")
         assert torch.equal(p.detach(), trained[key]), name
-    # so do the base weights (tiny) and the token embeddings
-    base = {n: p for n, p in pipe.unet.named_parameters() if "lora_" not in n}
-    for name, p in base.items():
-        assert torch.equal(p.detach(), trained["unet." + name]), name
     ids = pipe.tokenizer.convert_tokens_to_ids(info["tokens"])
     table = pipe.text_encoder.get_input_embeddings().weight.detach()
     assert torch.equal(table[ids], trained["tokens"])
@@ -154,13 +142,15 @@ def test_customization_files_load_in_a_stock_diffusers_pipeline(customized, tmp_
     assert out.shape == (1, 64, 64, 3) and np.isfinite(out).all()
 
 
-def test_load_pipeline_matches_the_stock_loading(customized):
+def test_load_pipeline_matches_the_stock_loading(customized, tiny_folder):
     from diffusers import StableDiffusionInpaintPipeline
 
     from maldnerf.diffusion.models import load_pipeline
 
-    ours, prompt = load_pipeline(DiffusionSettings(device="cpu"), customized)
-    stock = StableDiffusionInpaintPipeline.from_pretrained(customized / BASE_DIR)
+    ours, prompt = load_pipeline(
+        DiffusionSettings(model=str(tiny_folder), device="cpu"), customized
+    )
+    stock = StableDiffusionInpaintPipeline.from_pretrained(tiny_folder)
     stock.load_lora_weights(customized, weight_name=LORA_FILE)
     embeddings = load_file(customized / TOKENS_FILE)
     stock.load_textual_inversion(list(embeddings.values()), token=list(embeddings.keys()))
@@ -175,9 +165,20 @@ def test_load_pipeline_matches_the_stock_loading(customized):
     assert torch.allclose(a, b, atol=1e-5)  # LoRA fused into ours, separate in stock
 
 
-def test_interrupted_run_resumes_to_the_same_weights(small_scene, tmp_path, monkeypatch):
-    settings = quick_customize(steps=3, tiny_vae_steps=2, checkpoint_every=2)
-    diffusion = DiffusionSettings()
+def test_a_customisation_of_another_base_model_is_refused(customized, tmp_path):
+    from maldnerf.diffusion.models import load_pipeline
+    from maldnerf.errors import UserError
+
+    other = DiffusionSettings(model=str(tmp_path / "other"), device="cpu")
+    with pytest.raises(UserError, match="trained on base model"):
+        load_pipeline(other, customized)
+
+
+def test_interrupted_run_resumes_to_the_same_weights(
+    small_scene, tiny_folder, tmp_path, monkeypatch
+):
+    settings = quick_customize(steps=5, checkpoint_every=2)
+    diffusion = DiffusionSettings(model=str(tiny_folder), device="cpu")
     args = (small_scene.transforms, small_scene.masks_dir)
     customize.run(settings, diffusion, *args, tmp_path / "straight", tmp_path / "r1")
 
@@ -195,15 +196,11 @@ def test_interrupted_run_resumes_to_the_same_weights(small_scene, tmp_path, monk
         customize.run(settings, diffusion, *args, tmp_path / "resumed", tmp_path / "r2")
     assert not (tmp_path / "resumed").exists()  # no half-written output
     assert torch.load(tmp_path / "r2" / CHECKPOINT, weights_only=True)["step"] == 2
+    assert calls["n"] == 4  # steps 0-2 ran, step 3 was interrupted
     monkeypatch.setattr(customize.Trainer, "step", original)
     customize.run(settings, diffusion, *args, tmp_path / "resumed", tmp_path / "r2")
 
-    for name in (
-        LORA_FILE,
-        TOKENS_FILE,
-        f"{BASE_DIR}/unet/diffusion_pytorch_model.safetensors",
-        f"{BASE_DIR}/vae/diffusion_pytorch_model.safetensors",
-    ):
+    for name in (LORA_FILE, TOKENS_FILE):
         a, b = load_file(tmp_path / "straight" / name), load_file(tmp_path / "resumed" / name)
         assert a.keys() == b.keys()
         assert all(torch.equal(a[k], b[k]) for k in a), name
@@ -214,28 +211,34 @@ def test_interrupted_run_resumes_to_the_same_weights(small_scene, tmp_path, monk
     assert losses[0] == losses[1]
 
 
-def test_checkpoint_of_other_settings_is_not_reused(small_scene, tmp_path):
+def test_checkpoint_of_other_settings_or_base_is_not_reused(
+    small_scene, tiny_folder, tiny_pipeline, tmp_path
+):
     args = (small_scene.transforms, small_scene.masks_dir)
-    customize.run(
-        quick_customize(steps=2, tiny_vae_steps=1),
-        DiffusionSettings(),
-        *args,
-        tmp_path / "a",
-        tmp_path / "resume",
-    )
-    customize.run(
-        quick_customize(steps=2, tiny_vae_steps=1, seed=9),
-        DiffusionSettings(),
-        *args,
-        tmp_path / "b",
-        tmp_path / "resume",
-    )
+    diffusion = DiffusionSettings(model=str(tiny_folder), device="cpu")
+    for name, settings in (
+        ("a", quick_customize(steps=2)),
+        ("b", quick_customize(steps=2, seed=9)),
+    ):
+        customize.run(settings, diffusion, *args, tmp_path / name, tmp_path / "resume")
     a, b = (json.loads((tmp_path / d / MANIFEST).read_text()) for d in "ab")
-    assert a["steps_run_in_this_process"] == b["steps_run_in_this_process"] == 3
+    assert a["steps_run_in_this_process"] == b["steps_run_in_this_process"] == 2
     assert a["loss_curve"] != b["loss_curve"]
+    # the same settings on other base weights behind the same path start afresh too
+    other = tmp_path / "other_base"
+    tiny_pipeline.save_pretrained(other, safe_serialization=True)
+    same_path = DiffusionSettings(model=str(other), device="cpu")
+    settings = quick_customize(steps=2, seed=9)
+    customize.run(settings, same_path, *args, tmp_path / "c", tmp_path / "resume2")
+    (other / "unet" / "config.json").write_text(
+        (other / "unet" / "config.json").read_text().replace("{", '{"retrained": 1, ', 1)
+    )
+    customize.run(settings, same_path, *args, tmp_path / "d", tmp_path / "resume2")
+    c, d = (json.loads((tmp_path / x / MANIFEST).read_text()) for x in "cd")
+    assert c["steps_run_in_this_process"] == d["steps_run_in_this_process"] == 2
 
 
-def test_empty_mask_and_small_images_are_user_errors(tmp_path):
+def test_empty_mask_and_small_images_are_user_errors(tiny_folder, tmp_path):
     from maldnerf.images import write_mask
 
     scene = write_small_scene(tmp_path / "s", views=2)
@@ -243,7 +246,7 @@ def test_empty_mask_and_small_images_are_user_errors(tmp_path):
     with pytest.raises(UserError, match=f"view {scene.names[1]}: mask has no object pixels"):
         customize.run(
             quick_customize(),
-            DiffusionSettings(),
+            DiffusionSettings(model=str(tiny_folder)),
             scene.transforms,
             scene.masks_dir,
             tmp_path / "out",
@@ -253,7 +256,7 @@ def test_empty_mask_and_small_images_are_user_errors(tmp_path):
     with pytest.raises(UserError, match="smaller than diffusion.resolution 80"):
         customize.run(
             quick_customize(),
-            DiffusionSettings(resolution=80),
+            DiffusionSettings(model=str(tiny_folder), resolution=80),
             small.transforms,
             small.masks_dir,
             tmp_path / "out",
@@ -271,11 +274,12 @@ def test_settings_are_checked():
     assert settings.prompt == "a photo of <scene-0> <scene-1> <scene-2>"
 
 
-def test_lora_only_customization_without_tokens(customized_without_tokens):
+def test_lora_only_customization_without_tokens(customized_without_tokens, tiny_folder):
     from maldnerf.diffusion.models import load_pipeline
 
     assert load_file(customized_without_tokens / TOKENS_FILE) == {}
-    _, prompt = load_pipeline(DiffusionSettings(device="cpu"), customized_without_tokens)
+    diffusion = DiffusionSettings(model=str(tiny_folder), device="cpu")
+    _, prompt = load_pipeline(diffusion, customized_without_tokens)
     assert prompt == "a photo"
 
 
@@ -328,7 +332,7 @@ def test_real_model_customization_holds_only_lora_and_tokens(real_model_run, tin
     folder, _, _ = real_model_run
     info = json.loads((folder / MANIFEST).read_text())
     assert info["base_model"] == str(tiny_folder) and info["trained"] == "lora+tokens"
-    assert info["vae_steps"] == 0 and len(info["loss_curve"]) == 6
+    assert len(info["loss_curve"]) == 6
     # no copy of the base model: only the LoRA, the tokens and the two text files
     assert sorted(p.name for p in folder.iterdir()) == sorted(
         [LORA_FILE, TOKENS_FILE, MANIFEST, "README.md"]
@@ -428,7 +432,9 @@ def test_real_model_customization_loads_in_stock_diffusers(
     assert variables["result"].size == (64, 64)
 
 
-def test_a_signal_stops_training_within_seconds_with_a_checkpoint_to_resume(small_scene, tmp_path):
+def test_a_signal_stops_training_within_seconds_with_a_checkpoint_to_resume(
+    small_scene, tiny_folder, tmp_path
+):
     """Real ``maldnerf customize`` processes: SIGINT (Ctrl-C) stops the first after the step it
     is in, with a checkpoint (the periodic ones are too far apart to exist); the rerun resumes
     from it, and SIGTERM (Slurm, Snakemake) stops that one the same way."""
@@ -439,7 +445,7 @@ def test_a_signal_stops_training_within_seconds_with_a_checkpoint_to_resume(smal
     from helpers import stop_with_signal
 
     settings = {
-        "diffusion": {"device": "cpu"},
+        "diffusion": {"model": str(tiny_folder), "device": "cpu"},
         "customize": {**asdict(quick_customize(steps=100_000)), "checkpoint_every": 100_000},
     }
     resume = tmp_path / "resume"
@@ -449,7 +455,7 @@ def test_a_signal_stops_training_within_seconds_with_a_checkpoint_to_resume(smal
     command += ["--settings", json.dumps(settings)]
 
     def steps(text: str) -> int:  # the progress bar's count
-        return max((int(n) for n in re.findall(r"\| *(\d+)/100002 ", text)), default=0)
+        return max((int(n) for n in re.findall(r"\| *(\d+)/100000 ", text)), default=0)
 
     status, seconds = stop_with_signal(
         command, tmp_path / "first.log", lambda text: steps(text) >= 4, signal.SIGINT

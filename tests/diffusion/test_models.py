@@ -3,16 +3,15 @@ import json
 import pytest
 import torch
 
+from maldnerf.diffusion.architectures import build_random_pipeline, tiny_tokenizer
 from maldnerf.diffusion.models import (
     DiffusionSettings,
-    build_random_pipeline,
     load_base_pipeline,
     load_pipeline,
     model_resolution,
     out_of_memory_hint,
     resolve_device,
     resolve_dtype,
-    tiny_tokenizer,
 )
 from maldnerf.errors import UserError
 from maldnerf.settings import from_dict
@@ -61,7 +60,7 @@ def test_save_and_reload_a_local_folder_offline(tiny_pipeline, tmp_path):
     text = "a photo of x"
     assert loaded.tokenizer(text).input_ids == tiny_pipeline.tokenizer(text).input_ids
     pipeline, prompt = load_pipeline(DiffusionSettings(model=str(tmp_path / "model"), device="cpu"))
-    assert prompt == "" and pipeline.unet.dtype == torch.float32
+    assert prompt == "a photo of the scene" and pipeline.unet.dtype == torch.float32
 
 
 def test_text_to_image_folder_is_rejected(tiny_pipeline, tmp_path):

@@ -151,18 +151,18 @@ def tiny_nerf_settings(iterations: int = 40, **nerf: Any) -> dict[str, Any]:
     return {"nerf": settings, "idu": {"enabled": False}}
 
 
-def tiny_customize_settings(steps: int = 4, **customize: Any) -> dict[str, Any]:
-    """``--settings`` of ``maldnerf customize``: the tiny model at 32 px, a few steps."""
+def tiny_customize_settings(model: Path, steps: int = 4, **customize: Any) -> dict[str, Any]:
+    """``--settings`` of ``maldnerf customize``: the base model folder ``model`` at 32 px, a few
+    steps."""
     values = {
         "steps": steps,
-        "tiny_vae_steps": 2,
         "batch_size": 1,
         "checkpoint_every": 4,
         "warmup_steps": 1,
         "seed": 3,
     }
     values.update(customize)
-    return {"diffusion": {"resolution": 32}, "customize": values}
+    return {"diffusion": {"model": str(model), "resolution": 32}, "customize": values}
 
 
 def as_json(settings: dict[str, Any]) -> str:

@@ -340,8 +340,7 @@ def _customize(model: str | Callable[[Path], Path]) -> Build:
 
     def build(folder: Path, scene: dict[str, Path]):
         name = model if isinstance(model, str) else str(model(folder))
-        settings = tiny_customize_settings()
-        settings["diffusion"]["model"] = name
+        settings = tiny_customize_settings(Path(name))
         output = folder / "custom"
         args = [
             "customize",
