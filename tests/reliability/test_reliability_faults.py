@@ -18,6 +18,7 @@ import pytest
 import torch
 
 from helpers import REPO
+from maldnerf.diffusion.models import LORA_FILE, TOKENS_FILE
 from reliability_helpers import (
     as_json,
     assert_no_output,
@@ -25,6 +26,7 @@ from reliability_helpers import (
     cli_command,
     cli_env,
     run_cli,
+    safetensors_files,
     tiny_customize_settings,
     tiny_nerf_settings,
     user_error,
@@ -114,9 +116,14 @@ def test_kill_9_during_customize_then_rerun_resumes_to_the_same_weights(
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert f"customize: resuming from step {step} of {total}" in rerun.stderr
     assert reference.wait(timeout=300) == 0, (tmp_path / "reference.log").read_text()[-3000:]
-    # LoRA (A and B of 24 attention projections) and the token embeddings.
+    # Only the LoRA (a down and an up matrix per adapted attention projection) and the learned
+    # token embeddings are saved: the base model stays frozen.
+    saved = safetensors_files(tmp_path / "reference" / "custom")
+    assert sorted(saved) == [LORA_FILE, TOKENS_FILE], sorted(saved)
+    lora = saved[LORA_FILE]
+    assert lora and all(k.endswith((".lora.down.weight", ".lora.up.weight")) for k in lora)
     count = assert_same_weights(tmp_path / "reference" / "custom", tmp_path / "killed" / "custom")
-    assert count == 24 * 2 + 2
+    assert count == len(lora) + len(saved[TOKENS_FILE])
     assert not _temporaries(tmp_path / "killed" / "resume")
 
 
