@@ -293,7 +293,7 @@ def diffusion(args: argparse.Namespace, device: torch.device, figures: dict) -> 
     from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
     from diffusion_benchmark import synthetic_views
 
-    import maldnerf.diffusion.inpaint as inpaint_module
+    import maldnerf.diffusion.inpainter as inpaint_module
     from maldnerf.diffusion.architectures import build_random_pipeline
     from maldnerf.diffusion.customize import CustomizeSettings, Trainer
     from maldnerf.diffusion.inpaint import Inpainter, InpaintSettings

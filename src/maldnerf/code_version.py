@@ -26,7 +26,7 @@ STAGE_MODULES = {
     "masks": ("maldnerf.masks",),
     "customize": ("maldnerf.diffusion.customize",),
     "inpaint": ("maldnerf.diffusion.inpaint",),
-    "train": ("maldnerf.nerf.trainer", "maldnerf.diffusion.inpaint"),  # IDU re-inpaints
+    "train": ("maldnerf.nerf.trainer", "maldnerf.diffusion.inpainter"),  # IDU re-inpaints
     "render": ("maldnerf.nerf.render",),
     "evaluate": ("maldnerf.evaluate.stage",),
     "table": ("maldnerf.evaluate.table",),

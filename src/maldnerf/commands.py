@@ -121,7 +121,7 @@ class TrainCommand:
 def train(args: argparse.Namespace) -> None:
     import dataclasses
 
-    from .diffusion.inpaint import load_inpainter
+    from .diffusion.inpainter import load_inpainter
     from .nerf.idu import ReinpainterSource
     from .nerf.trainer import run
 

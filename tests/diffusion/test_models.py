@@ -180,10 +180,10 @@ def test_cached_hub_model_with_only_pickled_weights_is_rejected(
 
 def test_pickled_weights_are_not_loaded_even_unchecked(tiny_pipeline, tmp_path, monkeypatch):
     """from_pretrained itself reads safetensors only (use_safetensors=True)."""
-    from maldnerf.diffusion import models
+    from maldnerf.diffusion import model_folders
 
     folder = pickled_folder(tiny_pipeline, tmp_path / "model")
-    monkeypatch.setattr(models, "check_safetensors", lambda folder, where: None)
+    monkeypatch.setattr(model_folders, "check_safetensors", lambda folder, where: None)
     with pytest.raises(UserError, match=r"lacks safetensors weights .*safe_serialization=True"):
         load_base_pipeline(DiffusionSettings(model=str(folder)))
 

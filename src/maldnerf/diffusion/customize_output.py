@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .. import atomic
-from .models import LORA_FILE, MANIFEST, TOKENS_FILE
+from .model_folders import LORA_FILE, MANIFEST, TOKENS_FILE
 
 if TYPE_CHECKING:
     from .customize_trainer import Trainer

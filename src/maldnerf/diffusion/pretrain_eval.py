@@ -20,7 +20,7 @@ from ..images import write_image
 from ..masks import dilate
 from .architectures import build_random_pipeline
 from .baselines import flat_fill, masked_psnr, telea
-from .inpaint import Inpainter, InpaintSettings
+from .inpainter import Inpainter, InpaintSettings
 
 if TYPE_CHECKING:
     import torch
