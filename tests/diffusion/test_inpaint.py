@@ -212,12 +212,15 @@ def test_guidance_runs_the_unconditional_branch(tiny_pipeline, small_scene):
         assert calls == [(3 * per_view, 3 * per_view)] * 4, (guidance, calls)
 
 
-def test_guidance_by_model():
-    """null guidance: SD2's 7.5 and a negative prompt for real models, off for tiny."""
+def test_guidance_by_model(pretrained_base, tiny_folder):
+    """null guidance: SD2's 7.5 and a negative prompt for real models, off for the tiny base
+    (``tiny`` or the folder the pretrain stage wrote, as the workflow passes it)."""
     auto = InpaintSettings()
     real = auto.for_model("stabilityai/stable-diffusion-2-inpainting")
     assert real.guidance_scale == 7.5 and "blurry" in real.negative_prompt
     tiny = auto.for_model("tiny")
     assert tiny.guidance_scale == 1.0 and tiny.negative_prompt == ""
+    assert auto.for_model(str(pretrained_base)).guidance_scale == 1.0  # the workflow's folder
+    assert auto.for_model(str(tiny_folder)).guidance_scale == 7.5  # any other folder: real
     chosen = InpaintSettings(guidance_scale=3.0, negative_prompt="x").for_model("/some/model")
     assert (chosen.guidance_scale, chosen.negative_prompt) == (3.0, "x")

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..settings import require
+from .model_folders import is_tiny_base
 from .models import (
     TINY,
     DiffusionSettings,
@@ -63,8 +64,9 @@ class InpaintSettings:
     """DDIM steps of a full (t = 1) inpainting; a re-inpainting at level t runs ceil(t·num_steps)."""
     guidance_scale: float | None = None
     """Classifier-free guidance (> 1: a conditional and an unconditional UNet pass per step;
-    1 disables it). ``None``: 1 for ``tiny`` (pretrained with one caption and no unconditional
-    examples, so it has no unconditional branch to guide away from) and
+    1 disables it). ``None``: 1 for the tiny base (``tiny`` or its pretrained folder: trained
+    with one caption and no unconditional examples, it has no unconditional branch to guide
+    away from) and
     :data:`REAL_MODEL_GUIDANCE` for every other model (Stable Diffusion's own default)."""
     negative_prompt: str | None = None
     """Prompt guided away from when guidance is on. ``None``: :data:`REAL_MODEL_NEGATIVE_PROMPT`
@@ -92,7 +94,7 @@ class InpaintSettings:
     def for_model(self, model: str) -> InpaintSettings:
         """These settings with the guidance and negative prompt of ``model`` filled in where
         they are ``None`` (see :attr:`guidance_scale`)."""
-        real = model.strip() != TINY
+        real = not is_tiny_base(model)
         guidance = self.guidance_scale
         if guidance is None:
             guidance = REAL_MODEL_GUIDANCE if real else 1.0

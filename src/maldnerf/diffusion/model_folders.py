@@ -21,7 +21,19 @@ from ..errors import UserError
 if TYPE_CHECKING:
     from diffusers import StableDiffusionInpaintPipeline
 
+TINY = "tiny"
 DEFAULT_MODEL = "stabilityai/stable-diffusion-2-inpainting"
+
+# What the pretrain stage writes last into the tiny base's folder (see .pretrain).
+PRETRAIN_MANIFEST = "pretrain.json"
+
+
+def is_tiny_base(model: str) -> bool:
+    """Whether ``model`` (a ``diffusion.model`` value) is the pretrained tiny base: ``tiny``, or
+    a folder that the pretrain stage wrote (the workflow passes ``results/pretrain/tiny``)."""
+    model = model.strip()
+    return model == TINY or (Path(model).expanduser() / PRETRAIN_MANIFEST).is_file()
+
 
 # Files of a customisation folder (written by .customize, read by .models).
 MANIFEST = "customization.json"

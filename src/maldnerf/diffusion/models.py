@@ -44,6 +44,7 @@ from ..settings import require
 from .model_folders import (
     LORA_FILE,
     MANIFEST,
+    TINY,
     TOKENS_FILE,
     load_folder,
     load_hub,
@@ -56,7 +57,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-TINY = "tiny"
 
 # Values of diffusion.device.
 DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")

@@ -48,11 +48,12 @@ from .. import atomic
 from ..errors import UserError
 from ..settings import require, to_dict
 from .holes import HoleSettings
+from .model_folders import PRETRAIN_MANIFEST
 from .pretrain_data import render_rooms
 
 log = logging.getLogger(__name__)
 
-MANIFEST = "pretrain.json"
+MANIFEST = PRETRAIN_MANIFEST
 LOG = "pretrain_log.csv"
 SHEET = "contact_sheet.png"
 
