@@ -79,19 +79,7 @@ class CustomizeSettings:
             "{tokens}" in self.prompt_template or self.num_tokens == 0,
             "prompt_template must contain {tokens} when num_tokens > 0",
         )
-        require(
-            1 <= self.rectangles[0] <= self.rectangles[1],
-            "rectangles must be (min, max) with 1 <= min <= max",
-        )
-        require(
-            0 < self.rectangle_size[0] <= self.rectangle_size[1] <= 1,
-            "rectangle_size must be (min, max) with 0 < min <= max <= 1",
-        )
-        require(
-            0 < self.crop_scale[0] <= self.crop_scale[1] <= 1,
-            "crop_scale must be (min, max) with 0 < min <= max <= 1",
-        )
-        require(0 <= self.object_shaped_holes <= 1, "object_shaped_holes must be in [0, 1]")
+        _ = self.holes  # building the HoleSettings checks the hole fields
         require(
             self.warmup_steps >= 0 and self.max_grad_norm > 0,
             "warmup_steps >= 0, max_grad_norm > 0",

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..settings import require
 from .windows import Window
 
 
@@ -25,6 +26,21 @@ class HoleSettings:
     rectangle_size: tuple[float, float]
     object_shaped_holes: float
     crop_scale: tuple[float, float]
+
+    def __post_init__(self) -> None:
+        require(
+            1 <= self.rectangles[0] <= self.rectangles[1],
+            "rectangles must be (min, max) with 1 <= min <= max",
+        )
+        require(
+            0 < self.rectangle_size[0] <= self.rectangle_size[1] <= 1,
+            "rectangle_size must be (min, max) with 0 < min <= max <= 1",
+        )
+        require(
+            0 < self.crop_scale[0] <= self.crop_scale[1] <= 1,
+            "crop_scale must be (min, max) with 0 < min <= max <= 1",
+        )
+        require(0 <= self.object_shaped_holes <= 1, "object_shaped_holes must be in [0, 1]")
 
 
 def object_shapes(masks: list[np.ndarray]) -> list[np.ndarray]:

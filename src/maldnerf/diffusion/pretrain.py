@@ -131,19 +131,7 @@ class PretrainSettings:
         require(self.warmup_steps >= 0, "warmup_steps must be >= 0")
         require(self.hole_loss_weight >= 1, "hole_loss_weight must be >= 1")
         require(0 <= self.object_removal <= 1, "object_removal must be in [0, 1]")
-        require(0 <= self.object_shaped_holes <= 1, "object_shaped_holes must be in [0, 1]")
-        require(
-            1 <= self.rectangles[0] <= self.rectangles[1],
-            "rectangles must be (min, max) with 1 <= min <= max",
-        )
-        require(
-            0 < self.rectangle_size[0] <= self.rectangle_size[1] <= 1,
-            "rectangle_size must be (min, max) with 0 < min <= max <= 1",
-        )
-        require(
-            0 < self.crop_scale[0] <= self.crop_scale[1] <= 1,
-            "crop_scale must be (min, max) with 0 < min <= max <= 1",
-        )
+        _ = self.holes  # building the HoleSettings checks the hole fields
         require(self.evaluation_steps >= 1, "evaluation_steps must be >= 1")
 
     @property
