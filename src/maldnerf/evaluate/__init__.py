@@ -9,9 +9,8 @@
 - :mod:`.contact_sheet`: the table stage's per-scene contact sheets (one job per scene).
 - :mod:`.sheets`: previews and contact sheets for a person to look at.
 - :mod:`.commands`: the ``evaluate``, ``table`` and ``contact-sheet`` subcommands.
+
+The package itself imports nothing, so that a module using only the image helpers of
+:mod:`.sheets` (the pretrain stage's contact sheet) does not pull the evaluate stage into its
+import closure, and with it into the pretrain cache key (:mod:`maldnerf.code_version`).
 """
-
-from .stage import METRICS, EvaluateSettings, load_metrics, run
-from .table import TableSettings
-
-__all__ = ["METRICS", "EvaluateSettings", "TableSettings", "load_metrics", "run"]
