@@ -12,10 +12,13 @@ does it, by
 
 and scored by masked PSNR (dB) against the true background. With ``--held-out-every N``, each
 seed also customises on the views except every Nth and scores customised vs base on those
-held-out views only (the customisation never saw them). Prints the table and writes JSON::
+held-out views only (the customisation never saw them). With ``--mask-object``, each seed also
+customises with ``mask_object: true`` (the object greyed out of the training conditioning too)
+and both customisations are compared by masked PSNR and by how often the object's colours
+reappear in the fill (:func:`object_colour_rate`). Prints the table and writes JSON::
 
     python benchmarks/inpainting_quality.py --work /tmp/quality --seeds 0 1 2 \\
-        --held-out-every 3 --output results/benchmarks/inpainting_quality.json
+        --held-out-every 3 --mask-object --output results/benchmarks/inpainting_quality.json
 """
 
 from __future__ import annotations
@@ -47,8 +50,38 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--held-out-every", type=int, default=0, help="also score views held out of training"
     )
+    parser.add_argument(
+        "--mask-object",
+        action="store_true",
+        help="also customise with mask_object: true and compare the two",
+    )
     parser.add_argument("--threads", type=int, default=2, help="CPU threads")
     return parser.parse_args(argv)
+
+
+OBJECT_COLOUR_DISTANCE = 0.1
+"""RGB distance (values in [0, 1]) within which a colour counts as one of the object's."""
+
+
+def object_colour_rate(
+    filled: np.ndarray, truth: np.ndarray, original: np.ndarray, obj: np.ndarray, hole: np.ndarray
+) -> tuple[int, int]:
+    """How many filled pixels take the object's colours where the background does not.
+
+    ``filled``, ``truth`` (the background) and ``original`` (with the object) are ``(H, W, 3)``
+    in [0, 1]; ``obj`` is the object's own mask, ``hole`` the dilated mask that was filled.
+    A pixel of the hole counts when its filled colour lies within :data:`OBJECT_COLOUR_DISTANCE`
+    of some object pixel's colour while its true background colour does not (so background
+    that happens to share the object's colours is not counted). Returns (count, eligible
+    pixels)."""
+    palette = np.unique(np.round(original[obj] * 32) / 32, axis=0)  # ~1/32 quantised colours
+
+    def near_object(colours: np.ndarray) -> np.ndarray:
+        distance = np.linalg.norm(colours[:, None, :] - palette[None, :, :], axis=-1)
+        return distance.min(axis=1) < OBJECT_COLOUR_DISTANCE
+
+    eligible = ~near_object(truth[hole])
+    return int((near_object(filled[hole]) & eligible).sum()), int(eligible.sum())
 
 
 def prepare_scene(work: Path) -> tuple[Path, Path, Path]:
@@ -92,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     from maldnerf.diffusion.models import DiffusionSettings
     from maldnerf.diffusion.pretrain import PretrainSettings
     from maldnerf.diffusion.pretrain import run as pretrain
-    from maldnerf.images import read_image
+    from maldnerf.images import read_image, read_mask
     from maldnerf.masks import load_masks
     from maldnerf.scene import load_scene
     from maldnerf.settings import from_dict
@@ -113,12 +146,19 @@ def main(argv: list[str] | None = None) -> int:
     scene = load_scene(scene_dir)
     masks = load_masks(masks_dir).train
     views = [v.name for v in scene.train]
+    objects = {v.name: read_mask(v.mask) for v in scene.train}
     truth = {v: read_image(scene.background / f"{v}.png") for v in views}
     images = {v.name: read_image(v.image) for v in scene.train}
     held_out = set(views[:: args.held_out_every]) if args.held_out_every else set()
 
     def scores(filled: dict[str, np.ndarray], names) -> float:
         return round(float(np.mean([masked_psnr(filled[n], truth[n], masks[n]) for n in names])), 2)
+
+    def colour_rate(filled: dict[str, np.ndarray]) -> float:
+        counts = [
+            object_colour_rate(filled[n], truth[n], images[n], objects[n], masks[n]) for n in views
+        ]
+        return round(100.0 * sum(c for c, _ in counts) / max(sum(e for _, e in counts), 1), 2)
 
     def paint_with(model: Path, customization: Path | None, name: str) -> dict:
         diffusion = DiffusionSettings(model=str(model), device="cpu")
@@ -145,11 +185,24 @@ def main(argv: list[str] | None = None) -> int:
         folder = work / f"custom_{seed}"
         began = time.perf_counter()
         customize.run(settings, diffusion, transforms, masks_dir, folder, work / f"resume_{seed}")
+        painted = paint_with(work / "model_base", folder, f"paint_{seed}")
         row = {
             "seed": seed,
             "customize_seconds": round(time.perf_counter() - began, 1),
-            "all_views": scores(paint_with(work / "model_base", folder, f"paint_{seed}"), views),
+            "all_views": scores(painted, views),
         }
+        if args.mask_object:
+            row["object_colour_percent"] = colour_rate(painted)
+            masked = dataclasses.replace(settings, mask_object=True)
+            folder_m = work / f"custom_{seed}_mask_object"
+            customize.run(
+                masked, diffusion, transforms, masks_dir, folder_m, work / f"resume_m{seed}"
+            )
+            painted_m = paint_with(work / "model_base", folder_m, f"paint_{seed}_mask_object")
+            row["mask_object"] = {
+                "all_views": scores(painted_m, views),
+                "object_colour_percent": colour_rate(painted_m),
+            }
         if held_out:
             subset = without_views(
                 transforms, held_out, work / f"subset_{seed}" / "transforms.json"
@@ -164,12 +217,25 @@ def main(argv: list[str] | None = None) -> int:
         "all_views": round(float(np.mean([r["all_views"] for r in customised])), 2),
         "per_seed": customised,
     }
+    if args.mask_object:
+        table["customised"]["mask_object_all_views"] = round(
+            float(np.mean([r["mask_object"]["all_views"] for r in customised])), 2
+        )
+        for name in ("pretrained_base", "telea", "flat_fill"):
+            filled = {
+                "pretrained_base": base_painted,
+                "telea": {n: telea(images[n], masks[n]) for n in views},
+                "flat_fill": {n: flat_fill(images[n], masks[n]) for n in views},
+            }[name]
+            table[name]["object_colour_percent"] = colour_rate(filled)
     report = {
         "scene": "config.yaml default (synthetic seed 0, 160x120, 24 views, dilation 5 px)",
         "pretrain_seconds_this_run": round(pretrain_seconds, 1),
         "pretrain_manifest": json.loads((work / "model_base" / "pretrain.json").read_text()),
         "held_out_views": sorted(held_out),
         "masked_psnr_db": table,
+        "object_colour_percent": "percent of the filled pixels (where the true background is not "
+        f"object-coloured) within {OBJECT_COLOUR_DISTANCE} RGB of an object colour",
         "torch_threads": args.threads,
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
