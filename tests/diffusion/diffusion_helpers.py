@@ -115,3 +115,18 @@ def run_readme_snippet(
     namespace: dict[str, Any] = {"__name__": "readme_snippet"}
     exec(compile(code, str(folder / "README.md"), "exec"), namespace)
     return namespace
+
+
+def window_resampled(array: np.ndarray, window, resolution: int, outside: float) -> np.ndarray:
+    """The square ``window`` (``x0, y0, size``) of ``array`` at model resolution by area
+    averaging, every pixel outside the image set to ``outside`` first: with NaN, exactly the model
+    pixels whose footprint leaves the image are NaN. Written independently of ``windows.cut``."""
+    import cv2
+
+    height, width = array.shape[:2]
+    crop = np.full((window.size, window.size, *array.shape[2:]), outside, np.float32)
+    ys = np.arange(window.y0, window.y0 + window.size)
+    xs = np.arange(window.x0, window.x0 + window.size)
+    rows, cols = (ys >= 0) & (ys < height), (xs >= 0) & (xs < width)
+    crop[np.ix_(rows, cols)] = array[np.ix_(ys[rows], xs[cols])]
+    return cv2.resize(crop, (resolution, resolution), interpolation=cv2.INTER_AREA)

@@ -3,6 +3,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from diffusion_helpers import window_resampled
 
 from maldnerf.diffusion.inpaint import (
     Inpainter,
@@ -91,6 +92,58 @@ def test_reinpainting_changes_the_render_more_at_higher_noise(pretrained_base, s
         for t in (0.05, 0.2, 0.5, 1.0)
     ]
     assert all(a < b for a, b in zip(changes, changes[1:])), changes
+
+
+@pytest.mark.parametrize("strength", [1.0, 0.5])
+def test_wide_mask_model_inputs_hold_no_mirrored_pixels(tiny_pipeline, monkeypatch, strength):
+    """A 1008×567 view with a 600 px wide mask: its window overhangs the view, and every pixel
+    the model receives (conditioning image, and the start image of a re-inpainting) is a
+    resampled real pixel or lies in the model's mask (grey), never a mirrored copy."""
+    from maldnerf.diffusion.objectives import latent_mask
+
+    inpainter = Inpainter(tiny_pipeline, "", InpaintSettings(num_steps=2, cache_size=0), "cpu")
+    rng = np.random.default_rng(5)
+    image = rng.random((567, 1008, 3), dtype=np.float32)  # unique values: a copy would show
+    mask = np.zeros((567, 1008), bool)
+    mask[150:420, 200:800] = True
+    window = inpainter.window(mask)
+    assert window.size > 567  # overhangs above and below
+    r = inpainter.resolution
+
+    real = window_resampled(image, window, r, np.nan)  # NaN where a footprint leaves the image
+    outside = np.isnan(real).any(axis=2)
+    expected_mask = outside | (window_resampled(mask, window, r, 0.0) > 1e-6)
+    assert outside.any() and not expected_mask.all()
+
+    encoded, unet_masks = [], []
+    encode, unet = inpainter._encode, inpainter.unet
+
+    def recording_unet(model_input, *args, **kwargs):
+        unet_masks.append(model_input[:, inpainter.latent_channels].float().clone())
+        return unet(model_input, *args, **kwargs)
+
+    monkeypatch.setattr(inpainter, "_encode", lambda x: encoded.append(x.clone()) or encode(x))
+    monkeypatch.setattr(inpainter, "unet", recording_unet)
+    (result,) = inpainter.inpaint([image], [mask], strength, [0])
+
+    def as_image(x):
+        return ((x[0].permute(1, 2, 0).numpy() + 1.0) / 2.0).astype(np.float32)
+
+    conditioning = as_image(encoded[0])
+    known = ~expected_mask
+    assert np.allclose(conditioning[known], real[known], atol=1e-6)
+    assert np.all(conditioning[expected_mask] == 0.5)  # the hole and the border: grey
+    if strength < 1.0:  # the re-inpainting's start image: real pixels wherever not masked
+        assert len(encoded) == 2
+        start = as_image(encoded[1])
+        assert np.allclose(start[known], real[known], atol=1e-6)
+        border = window_resampled(np.zeros(mask.shape), window, r, 1.0) >= 1.0
+        assert border.any() and np.all(start[border] == 0.5)  # no render content there
+    factor = inpainter.factor
+    cells = latent_mask(torch.from_numpy(expected_mask).float()[None, None], factor)[0, 0]
+    assert unet_masks and all(torch.equal(m[0], cells) for m in unet_masks)
+    assert np.array_equal(result[~mask], image[~mask])
+    assert not np.array_equal(result[mask], image[mask])
 
 
 def test_conditioning_latents_are_cached_across_updates(inpainter, small_scene):

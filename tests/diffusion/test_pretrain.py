@@ -117,6 +117,29 @@ def test_crops_are_reproducible_and_object_removal_holes_are_the_object():
     assert random_holes.holes.any(axis=(1, 2)).all()
 
 
+def test_object_removal_crops_hold_real_pixels_only(monkeypatch):
+    """A window around a large mask, taller than the room view, is shrunk into the view: the
+    crop's target is real background everywhere (no border, nothing mirrored)."""
+    from maldnerf.diffusion import pretrain_data
+
+    rooms = render_rooms(3, range(2), 2, (96, 72), 60.0)
+    rooms.masks[0] = False
+    rooms.masks[0, 8:64, 10:86] = True  # its window (at least 76 · 1.4 px) overhangs 72 rows
+    rooms.masks[1:] = False  # every object-removal crop comes from view 0
+    windows = []
+    cut = pretrain_data.image_to_model
+
+    def recording(image, window, resolution):
+        windows.append(window)
+        return cut(image, window, resolution)
+
+    monkeypatch.setattr(pretrain_data, "image_to_model", recording)
+    sample_batch(rooms, toy().holes, 1.0, 4, 64, seed=1, step=0)
+    assert len(windows) == 4
+    for window in windows:
+        assert window.size == 72 and window.y0 == 0 and 0 <= window.x0 <= 96 - 72
+
+
 def test_pretraining_rooms_are_never_the_evaluation_room():
     from maldnerf.prepare.procedural import random_room
     from maldnerf.prepare.synthetic import SyntheticScene

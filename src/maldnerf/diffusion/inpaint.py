@@ -102,7 +102,7 @@ def run(
                     }
                     for view, seed in zip(views, seeds)
                 },
-                "window_format": "[x0, y0, size] in image pixels; may overhang (mirror-padded)",
+                "window_format": "[x0, y0, size] in image pixels; may overhang (a masked grey border)",
                 "seconds": round(seconds, 3),
                 "seconds_per_view": round(seconds / len(views), 4),
                 "settings": asdict(inpainter.settings),  # guidance resolved for the model

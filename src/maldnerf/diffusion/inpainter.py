@@ -3,7 +3,8 @@ the ``inpaint`` stage (:mod:`.inpaint`) and the IDU re-inpainting of the NeRF st
 
 Each view is cut to a square window around its mask and resized to the model resolution (see
 :mod:`.windows`), inpainted, and pasted back inside the mask only, so pixels outside the mask
-are exactly the input.
+are exactly the input. Where the window overhangs the view, the model gets a grey border that
+is part of its mask (inpainted, then discarded), never copies of the view's pixels.
 
 ``strength`` is the noise level ``t`` in (0, 1] (see :mod:`.schedule` for the mapping to
 timesteps): ``t = 1`` inpaints from pure noise (the initial inpainting); ``t < 1`` encodes the

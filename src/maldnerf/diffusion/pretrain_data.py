@@ -11,7 +11,9 @@ A training crop (at model resolution ``R``, float32 in [0, 1]) is one of two kin
 - **object removal** (probability ``object_removal``): the window the inpaint stage would cut
   around the view's object mask, dilated by a random 2-8 px (window margin a random 0.2-0.6),
   from the view rendered *without* the object; the hole is the dilated object mask. This is the
-  task the base model is used for, with the true background as target.
+  task the base model is used for, with the true background as target. A window larger than
+  the image's shorter side is shrunk to it (:func:`.windows.fit_inside`; the hole may then
+  reach the crop's edges): a crop holds real pixels only, as the target must be known.
 - **random holes**: a random square crop of the view (with or without the object, equally
   likely) with the holes of :mod:`.holes` (rectangles and object-shaped holes).
 """
@@ -28,7 +30,7 @@ import numpy as np
 from ..masks import dilate
 from ..prepare.procedural import RoomViews, render_room
 from .holes import HoleSettings, draw_holes, object_shapes, random_window
-from .windows import image_to_model, mask_to_model, mask_window
+from .windows import fit_inside, image_to_model, mask_to_model, mask_window
 
 ROOM_STREAM = 7_130_441  # tags the rooms' random streams (apart from every other use of seeds)
 DILATION_RANGE = (2, 8)  # object-removal holes: object mask dilated by this many pixels
@@ -115,6 +117,7 @@ def sample_batch(
             index = int(with_object[rng.integers(with_object.size)])
             hole = dilate(rooms.masks[index], int(rng.integers(*DILATION_RANGE, endpoint=True)))
             window = mask_window(hole, resolution, float(rng.uniform(*MARGIN_RANGE)))
+            window = fit_inside(window, *hole.shape)
             image = rooms.backgrounds[index].astype(np.float32) / 255.0
             images.append(image_to_model(image, window, resolution))
             masks.append(mask_to_model(hole, window, resolution))
