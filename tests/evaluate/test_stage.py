@@ -62,6 +62,20 @@ def test_metrics_file_without_weights_has_known_psnr_and_reasons(toy_scene, tmp_
     for metric in ("lpips", "m_lpips", "fid", "kid"):
         assert data["means"][metric] is None
         assert "not found at /nonexistent" in data["missing"][metric]
+    # Weight-free perceptual metrics are filled without any weights; the render differs from the
+    # ground truth only inside the mask, so the masked and crop forms agree.
+    for metric in ("haarpsi", "gmsd", "ms_ssim"):
+        for column in (metric, f"{metric}_masked", f"m_{metric}"):
+            assert data["means"][column] is not None and column not in data["missing"]
+        assert data["means"][f"{metric}_masked"] == pytest.approx(data["means"][f"m_{metric}"])
+    assert 0 < data["means"]["haarpsi_masked"] < data["means"]["haarpsi"] < 1
+    assert data["means"]["gmsd_masked"] > data["means"]["gmsd"] > 0
+    assert data["perceptual"]["library"].startswith("piq ")
+    assert data["perceptual"]["ms_ssim_scales"] == {
+        "ms_ssim": [3],  # 64x48: 3 of the 5 scales fit
+        "ms_ssim_masked": [2],  # the 32x32 crop: 2
+        "m_ms_ssim": [2],
+    }
     assert (data["train_seconds"], data["nerf_seconds"], data["idu_seconds"]) == (12.5, 9.5, 2.5)
     assert not {"train_seconds", "nerf_seconds", "idu_seconds"} & set(data["missing"])
     assert data["backbones"]["lpips"] is None and data["features"] is None
@@ -100,9 +114,19 @@ def test_identical_render_gives_zero_lpips_plumbing(tmp_path):
 def test_no_test_masks_leave_the_masked_metrics_empty(tmp_path):
     files = make_scene(tmp_path / "nomask", masks=False)
     data = _run(files, tmp_path / "m" / "v.json", backbones=tiny_backbones())
-    for metric in ("psnr_masked", "psnr_outside", "ssim_masked", "ssim_outside", "m_lpips"):
+    for metric in (
+        "psnr_masked",
+        "psnr_outside",
+        "ssim_masked",
+        "ssim_outside",
+        "m_lpips",
+        "haarpsi_masked",
+        "m_gmsd",
+        "m_ms_ssim",
+    ):
         assert data["means"][metric] is None
         assert "mask" in data["missing"][metric]
+    assert data["means"]["haarpsi"] is not None
     assert data["means"]["psnr"] is not None and data["means"]["lpips"] is not None
 
 
@@ -113,6 +137,9 @@ def test_disabled_metrics_are_missing_as_disabled(toy_scene, tmp_path):
         data["missing"]["psnr"] == data["missing"]["psnr_masked"] == "disabled in evaluate.metrics"
     )
     assert data["missing"]["lpips"] == "disabled in evaluate.metrics"
+    for column in ("ms_ssim", "ms_ssim_masked", "m_ms_ssim", "haarpsi", "m_gmsd"):
+        assert data["missing"][column] == "disabled in evaluate.metrics"
+    assert data["means"]["ssim"] is not None and data["perceptual"] is None
     assert "not found" in data["missing"]["fid"]
 
 
@@ -149,6 +176,8 @@ def test_settings_are_checked():
 
 
 def test_eight_views_of_160x120_without_backbones_are_fast(tmp_path):
+    import piq  # noqa: F401  (its import, with torchvision's, is a one-off cost of seconds)
+
     files = make_scene(tmp_path / "big", n_views=8, size=(160, 120))
     started = time.perf_counter()
     _run(files, tmp_path / "m" / "v.json")
@@ -248,3 +277,14 @@ def test_masked_lpips_sees_only_the_mask_bounding_box_plumbing(tmp_path):
     assert results["outside"]["m_lpips"] == pytest.approx(0.0, abs=1e-6)
     assert results["outside"]["lpips"] > 1e-4
     assert results["inside"]["m_lpips"] > 1e-4
+
+
+def test_images_too_small_for_a_perceptual_metric_leave_it_empty_with_the_reason(tmp_path):
+    files = make_scene(tmp_path / "small", size=(20, 15))
+    data = _run(files, tmp_path / "m" / "v.json")
+    assert data["means"]["haarpsi"] is None and data["means"]["ms_ssim"] is None
+    assert data["missing"]["haarpsi"] == (
+        "the image needs at least 16 px a side, the image is 20x15 (views t00, t01, t02)"
+    )
+    assert "raise evaluate.m_lpips_min_size" in data["missing"]["m_haarpsi"]
+    assert data["means"]["gmsd"] is not None and data["means"]["psnr"] is not None

@@ -83,6 +83,11 @@ def test_table_rows_columns_and_means(two_scenes, tmp_path):
     assert float(full["ssim"]) == pytest.approx(np.mean(scene_means), rel=1e-5)
     for metric in ("lpips", "m_lpips", "fid", "kid"):  # PLUMBING values: present, not meaningful
         assert full[metric] != ""
+    for metric in ("haarpsi", "gmsd", "ms_ssim"):  # weight-free: always filled
+        for column in (metric, f"{metric}_masked", f"m_{metric}"):
+            assert full[column] != ""
+    assert float(rows[0]["haarpsi_masked"]) < float(full["haarpsi_masked"])  # 40 vs 10 levels off
+    assert float(rows[0]["gmsd_masked"]) > float(full["gmsd_masked"])
     assert full["notes"] == ""
     assert float(rows[0]["psnr"]) < float(full["psnr"])
 
@@ -237,3 +242,22 @@ def test_a_variant_without_idu_has_no_idu_seconds_and_says_why(tmp_path):
     (row,) = table.run(table.TableSettings(), [path], tmp_path / "t.csv", ["full"])
     assert (row["train_seconds"], row["nerf_seconds"], row["idu_seconds"]) == (12.0, 11.5, None)
     assert "idu_seconds: no dataset update in this variant (idu.enabled: false)" in row["notes"]
+
+
+def test_metrics_files_older_than_a_metric_leave_it_empty_and_say_so(two_scenes, tmp_path):
+    """A metrics file written before HaarPSI/GMSD/MS-SSIM existed: empty cells, a reason."""
+    new = ("haarpsi", "haarpsi_masked", "m_haarpsi", "gmsd", "ms_ssim", "m_ms_ssim")
+    for path in two_scenes:
+        data = json.loads(path.read_text())
+        for metric in new:
+            del data["means"][metric]
+        path.write_text(json.dumps(data))
+    out = tmp_path / "results" / "table.csv"
+    table.run(table.TableSettings(), two_scenes, out, ["full", "no_adv_l1"])
+    row = _read(out)[0]
+    for metric in new:
+        assert row[metric] == ""
+    assert row["gmsd_masked"] != "" and row["psnr"] != ""
+    assert f"{', '.join(new)}: {table.NOT_IN_FILE}" in row["notes"]
+    scene_row = _read(out.with_name("table_per_scene.csv"))[0]
+    assert scene_row["haarpsi"] == "" and table.NOT_IN_FILE in scene_row["notes"]

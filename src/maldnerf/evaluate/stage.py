@@ -20,6 +20,18 @@ Metrics (definitions of PSNR, SSIM and FID/KID in :mod:`.measures`):
     masked LPIPS as in SPIn-NeRF: LPIPS of the crop of the mask's bounding box (the same box in
     the render and the ground truth), the box grown to at least ``m_lpips_min_size`` pixels a
     side so AlexNet's pooling has something to pool;
+``haarpsi``, ``gmsd``, ``ms_ssim``
+    weight-free perceptual metrics computed with ``piq`` (definitions, library choice and
+    MS-SSIM's scales in :mod:`.perceptual`; HaarPSI and MS-SSIM: higher is better, GMSD: lower)
+    over the full image;
+``haarpsi_masked``, ``gmsd_masked``, ``ms_ssim_masked``
+    the same metric inside the mask: on the M-LPIPS crop (below), with every pixel of the crop
+    outside the mask taken from the ground truth in the render too, so only the inpainted pixels
+    can differ (judged in their ground-truth surroundings); identical pixels inside the mask give
+    the perfect score whatever lies outside it;
+``m_haarpsi``, ``m_gmsd``, ``m_ms_ssim``
+    the same metric on the M-LPIPS crop of both images as they are (the context ring around the
+    mask counts too);
 ``fid``, ``kid``
     clean-fid FID and KID between the set of renders and the set of ground-truth views of the
     scene (Inception features, clean-fid ``clean`` resizing). The table pools the features of all
@@ -27,17 +39,20 @@ Metrics (definitions of PSNR, SSIM and FID/KID in :mod:`.measures`):
 
 Per-view metrics are averaged over the views that have them (a view whose mask is missing or
 empty has no masked or outside metrics). A metric that cannot be computed (weights missing, no test masks,
-fewer than two views for FID/KID, disabled in ``evaluate.metrics``) is ``null`` and its reason is
+fewer than two views for FID/KID, an image or crop too small for a perceptual metric, disabled in
+``evaluate.metrics``) is ``null`` and its reason is
 in ``missing``; never a placeholder number.
 
 Outputs, beside ``output_json = results/{scene}/metrics/{variant}.json``:
 
 ``{variant}.json``
-    ``scene``, ``variant``, ``n_views``, ``n_views_masked``, ``views`` (per view: ``name`` and every
-    per-view metric), ``means`` (every metric in :data:`METRICS`, ``null`` when missing),
-    ``missing`` (``{metric: reason}``, also the training times when unknown), ``notes``,
+    ``scene``, ``variant``, ``n_views``, ``n_views_masked``, ``views`` (per view: ``name``, every
+    per-view metric and ``ms_ssim_scales``, the MS-SSIM scales each MS-SSIM column used),
+    ``means`` (every metric in :data:`METRICS`, ``null`` when missing), ``missing`` (``{metric: reason}``, also the training times when unknown), ``notes``,
     ``train_seconds``, ``nerf_seconds``, ``idu_seconds`` (see :mod:`.train_time`),
     ``backbones`` (weight file and sha256 prefix of each network used),
+    ``perceptual`` (the library and version that computed HaarPSI, GMSD and MS-SSIM, and the
+    MS-SSIM scales used per column; ``null`` when none of them is enabled),
     ``features`` and ``preview`` (file names below), ``kid`` (KID subset settings) and
     ``settings``. Written last: its presence means the stage finished.
 ``{variant}.features.npz``
@@ -65,11 +80,12 @@ from .. import atomic
 from ..errors import UserError
 from ..settings import require
 from . import measures
+from .perceptual import PERCEPTUAL
 from .train_time import read_train_times
 
 log = logging.getLogger(__name__)
 
-Metric = Literal["psnr", "ssim", "lpips", "m_lpips", "fid", "kid"]
+Metric = Literal["psnr", "ssim", "lpips", "m_lpips", "haarpsi", "gmsd", "ms_ssim", "fid", "kid"]
 
 PER_VIEW = (
     "psnr",
@@ -80,10 +96,25 @@ PER_VIEW = (
     "ssim_outside",
     "lpips",
     "m_lpips",
+    *(column for metric in PERCEPTUAL for column in (metric, f"{metric}_masked", f"m_{metric}")),
 )
 METRICS = (*PER_VIEW, "fid", "kid")
 """Every metric of a metrics file, in table order."""
-MASKED = ("psnr_masked", "psnr_outside", "ssim_masked", "ssim_outside", "m_lpips")
+MASKED = (
+    "psnr_masked",
+    "psnr_outside",
+    "ssim_masked",
+    "ssim_outside",
+    "m_lpips",
+    *(column for metric in PERCEPTUAL for column in (f"{metric}_masked", f"m_{metric}")),
+)
+FAMILY = {
+    **{column: "psnr" for column in ("psnr", "psnr_masked", "psnr_outside")},
+    **{column: "ssim" for column in ("ssim", "ssim_masked", "ssim_outside")},
+    **{m: m for m in ("lpips", "m_lpips", "fid", "kid")},
+    **{c: m for m in PERCEPTUAL for c in (m, f"{m}_masked", f"m_{m}")},
+}
+"""The ``evaluate.metrics`` entry that turns each metric column on."""
 
 
 @dataclass
@@ -91,9 +122,19 @@ class EvaluateSettings:
     """Settings the evaluate stage reads."""
 
     metrics: list[Metric] = field(
-        default_factory=lambda: ["psnr", "ssim", "lpips", "m_lpips", "fid", "kid"]
+        default_factory=lambda: [
+            "psnr",
+            "ssim",
+            "lpips",
+            "m_lpips",
+            "haarpsi",
+            "gmsd",
+            "ms_ssim",
+            "fid",
+            "kid",
+        ]
     )
-    """Metrics to compute; ``psnr`` and ``ssim`` include their masked and outside forms."""
+    """Metrics to compute; ``psnr`` and ``ssim`` include their masked and outside forms, ``haarpsi``, ``gmsd`` and ``ms_ssim`` their masked and M-LPIPS-crop forms."""
     device: str = "auto"
     """Device for LPIPS and Inception: ``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:N``."""
     alexnet_weights: str | None = None
@@ -109,7 +150,7 @@ class EvaluateSettings:
     ssim_sigma: float = 1.5
     """Standard deviation of the Gaussian SSIM window, pixels."""
     m_lpips_min_size: int = 32
-    """M-LPIPS: the mask's bounding box is grown to at least this many pixels a side."""
+    """M-LPIPS (and the masked and crop forms of HaarPSI, GMSD, MS-SSIM): the mask's bounding box is grown to at least this many pixels a side."""
     kid_subsets: int = 100
     """KID: number of random subsets averaged (clean-fid default)."""
     kid_subset_size: int = 1000
@@ -225,6 +266,49 @@ def _pixel_metrics(settings: EvaluateSettings, view: _View, row: dict[str, Any])
             row["ssim_outside"] = measures.masked_mean(values, ~view.mask)
 
 
+def _perceptual_metrics(
+    settings: EvaluateSettings,
+    view: _View,
+    row: dict[str, Any],
+    too_small: dict[str, list[tuple[str, str]]],
+) -> None:
+    """HaarPSI, GMSD, MS-SSIM of one view: full image, inside the mask, on the M-LPIPS crop.
+
+    A form whose image is too small for the metric is left out of ``row`` and its reason added
+    to ``too_small[column]`` as ``(view name, reason)``.
+    """
+    from . import perceptual
+
+    wanted = [m for m in PERCEPTUAL if m in settings.metrics]
+    if not wanted:
+        return
+    box = None if view.mask is None else measures.bounding_box(view.mask, settings.m_lpips_min_size)
+    forms: dict[str, tuple[np.ndarray, np.ndarray] | None] = {"": (view.render, view.truth)}
+    if box is not None:
+        assert view.mask is not None
+        top, bottom, left, right = box
+        crop = (slice(top, bottom), slice(left, right))
+        truth = view.truth[crop]
+        forms["_masked"] = (perceptual.composite(view.render[crop], truth, view.mask[crop]), truth)
+        forms["m_"] = (view.render[crop], truth)
+    scales: dict[str, int] = {}
+    for metric in wanted:
+        for form, pair in forms.items():
+            column = f"m_{metric}" if form == "m_" else f"{metric}{form}"
+            assert pair is not None
+            try:
+                value, details = perceptual.score(metric, *pair)
+            except perceptual.TooSmall as exc:
+                where = "the image" if form == "" else "the mask's crop"
+                too_small.setdefault(column, []).append((view.name, f"{where} {exc}"))
+                continue
+            row[column] = value
+            if "scales" in details:
+                scales[column] = details["scales"]
+    if scales:
+        row["ms_ssim_scales"] = scales
+
+
 def _to_tensor(images: list[np.ndarray]) -> Any:
     import torch
 
@@ -297,6 +381,20 @@ def _preview(settings: EvaluateSettings, views: list[_View]) -> tuple[np.ndarray
     return grid(rows), {"views": [v.name for v in shown], "tile": [width, height]}
 
 
+def _perceptual_info(wanted: set[str], rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The library that computed HaarPSI/GMSD/MS-SSIM and the MS-SSIM scales used per column."""
+    if not wanted & set(PERCEPTUAL):
+        return None
+    from .perceptual import library_version
+
+    scales: dict[str, list[int]] = {}
+    for row in rows:
+        for column, n in row.get("ms_ssim_scales", {}).items():
+            if n not in scales.setdefault(column, []):
+                scales[column].append(n)
+    return {"library": f"piq {library_version()}", "ms_ssim_scales": scales}
+
+
 def _means(rows: list[dict[str, Any]]) -> dict[str, float | None]:
     means: dict[str, float | None] = {}
     for metric in PER_VIEW:
@@ -331,8 +429,10 @@ def run(
     missing: dict[str, str] = {}
     notes: list[str] = []
 
+    too_small: dict[str, list[tuple[str, str]]] = {}
     for view, row in zip(views, rows):
         _pixel_metrics(settings, view, row)
+        _perceptual_metrics(settings, view, row, too_small)
     n_masked = sum(v.mask is not None and bool(v.mask.any()) for v in views)
     if n_masked == 0:
         reason = "no test view has a (nonempty) mask of the object"
@@ -391,9 +491,15 @@ def run(
                         settings.seed,
                     )
 
+    for column, lacking in too_small.items():
+        names = ", ".join(name for name, _ in lacking)
+        if means[column] is None:
+            hint = "" if column in PERCEPTUAL else "; raise evaluate.m_lpips_min_size"
+            missing[column] = f"{lacking[0][1]} (views {names}){hint}"
+        else:
+            notes.append(f"{column}: {lacking[0][1]} in views {names}; averaged over the others")
     for metric in METRICS:
-        base = metric.split("_")[0] if metric.startswith(("psnr", "ssim")) else metric
-        if base not in wanted:
+        if FAMILY[metric] not in wanted:
             missing[metric] = "disabled in evaluate.metrics"
         elif means[metric] is None:
             missing.setdefault(metric, "no test view has pixels for it (the mask covers the image)")
@@ -439,6 +545,7 @@ def run(
             },
             "features": features_file.name if feats_render.size else None,
             "preview": {"file": preview_file.name, **preview_info},
+            "perceptual": _perceptual_info(wanted, rows),
             "kid": {
                 "subsets": settings.kid_subsets,
                 "subset_size": settings.kid_subset_size,

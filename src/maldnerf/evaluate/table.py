@@ -27,6 +27,10 @@ masks, a scene without metrics, ...). With ``require_all_scenes`` (the default) 
 in any scene of a variant is left empty rather than averaged over the others; a scene with no
 metrics file at all is left out of the variant's row (``n_scenes`` shows it) and named in notes.
 The paper's figures never appear in these files.
+
+A metrics file written before a metric existed (e.g. before HaarPSI, GMSD and MS-SSIM were
+added) is read as it is: that metric's cells are empty and ``notes`` says
+:data:`NOT_IN_FILE`; rerunning the evaluate stage fills them.
 """
 
 from __future__ import annotations
@@ -59,6 +63,16 @@ SCENE_COLUMNS = ["scene", "variant", "n_views", *METRICS, *TIMES, "notes"]
 """Columns of ``table_per_scene.csv``."""
 
 DISABLED = "disabled in evaluate.metrics"
+NOT_IN_FILE = "not in the metrics file (written before the metric existed); rerun evaluate"
+
+
+def _reason(data: dict[str, Any], metric: str) -> str:
+    """Why ``metric`` has no value in the metrics file ``data``."""
+    missing = data.get("missing", {})
+    if metric in missing:
+        return missing[metric]
+    where = data if metric in TIMES else data["means"]
+    return "not computed" if metric in where else NOT_IN_FILE
 
 
 @dataclass
@@ -144,8 +158,11 @@ def _scene_row(record: _Record) -> dict[str, Any]:
         row[metric] = data["means"].get(metric)
     for key in TIMES:
         row[key] = data.get(key)
-    missing = data.get("missing", {})
-    reasons = [(m, missing[m], record.scene) for m in (*METRICS, *TIMES) if m in missing]
+    reasons = [
+        (m, _reason(data, m), record.scene)
+        for m in (*METRICS, *TIMES)
+        if m in data.get("missing", {}) or (m in METRICS and m not in data["means"])
+    ]
     row["notes"] = "; ".join(_group(reasons, {record.scene}) + list(data.get("notes", [])))
     return row
 
@@ -226,7 +243,7 @@ def _variant_row(
             value = r.data.get(metric) if metric in TIMES else r.data["means"].get(metric)
             if value is None:
                 lacking.append(r)
-                reasons.append((metric, r.data["missing"].get(metric, "not computed"), r.scene))
+                reasons.append((metric, _reason(r.data, metric), r.scene))
             else:
                 values.append(float(value))
         partial = bool(lacking) and bool(values)
@@ -277,8 +294,10 @@ def markdown(table: list[dict[str, Any]], per_scene: list[dict[str, Any]]) -> st
         "",
         "One row per variant: per-view metrics averaged over test views, then over scenes; FID and",
         "KID over all scenes' test views pooled. Masked metrics are inside the dilated object mask,",
-        "outside ones on the rest; M-LPIPS is LPIPS on the mask's bounding box. ↑ higher is better,",
-        "↓ lower. An empty cell was not computed; `notes` says why.",
+        "outside ones on the rest; M-LPIPS is LPIPS on the mask's bounding box. HaarPSI, GMSD and",
+        "MS-SSIM need no weights; their `mask` form scores the bounding box with the render's",
+        "pixels outside the mask replaced by the ground truth, their M- form the box as it is.",
+        "↑ higher is better, ↓ lower. An empty cell was not computed; `notes` says why.",
         "",
         *render(table, COLUMNS),
         "",
