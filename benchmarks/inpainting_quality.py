@@ -10,7 +10,10 @@ does it, by
 - the same architecture with its random initial weights;
 - OpenCV's Telea inpainting and a flat mean-colour fill;
 
-and scored by masked PSNR (dB) against the true background. With ``--held-out-every N``, each
+and scored against the true background by masked PSNR (dB), which rewards a blurred mean, and by
+the weight-free perceptual metrics of the evaluate stage inside the mask (HaarPSI ↑, GMSD ↓:
+the mask's crop with every pixel outside the mask taken from the truth,
+:mod:`maldnerf.evaluate.perceptual`), which reward plausible structure. With ``--held-out-every N``, each
 seed also customises on the views except every Nth and scores customised vs base on those
 held-out views only (the customisation never saw them). With ``--mask-object``, each seed also
 customises with ``mask_object: true`` (the object greyed out of the training conditioning too)
@@ -154,6 +157,22 @@ def main(argv: list[str] | None = None) -> int:
     def scores(filled: dict[str, np.ndarray], names) -> float:
         return round(float(np.mean([masked_psnr(filled[n], truth[n], masks[n]) for n in names])), 2)
 
+    def perceptual_scores(filled: dict[str, np.ndarray], names) -> dict[str, float]:
+        """Mean masked HaarPSI and GMSD over ``names`` (the evaluate stage's ``*_masked``)."""
+        from maldnerf.evaluate.measures import bounding_box
+        from maldnerf.evaluate.perceptual import composite, score
+        from maldnerf.evaluate.stage import EvaluateSettings
+
+        min_size = EvaluateSettings().m_lpips_min_size
+        values: dict[str, list[float]] = {"haarpsi_masked": [], "gmsd_masked": []}
+        for n in names:
+            top, bottom, left, right = bounding_box(masks[n], min_size)
+            crop = (slice(top, bottom), slice(left, right))
+            pair = (composite(filled[n][crop], truth[n][crop], masks[n][crop]), truth[n][crop])
+            for metric in ("haarpsi", "gmsd"):
+                values[f"{metric}_masked"].append(score(metric, *pair)[0])
+        return {k: round(float(np.mean(v)), 4) for k, v in values.items()}
+
     def colour_rate(filled: dict[str, np.ndarray]) -> float:
         counts = [
             object_colour_rate(filled[n], truth[n], images[n], objects[n], masks[n]) for n in views
@@ -165,19 +184,15 @@ def main(argv: list[str] | None = None) -> int:
         inpaint.run(paint, diffusion, transforms, masks_dir, customization, work / name)
         return inpaint.load_inpainted(work / name)
 
-    table: dict[str, dict] = {
-        "pretrained_base": {
-            "all_views": scores(paint_with(work / "model_base", None, "paint_base"), views)
-        },
-        "random_init": {
-            "all_views": scores(paint_with(work / "model_random", None, "paint_random"), views)
-        },
-        "telea": {"all_views": scores({n: telea(images[n], masks[n]) for n in views}, views)},
-        "flat_fill": {
-            "all_views": scores({n: flat_fill(images[n], masks[n]) for n in views}, views)
-        },
+    fills = {
+        "pretrained_base": paint_with(work / "model_base", None, "paint_base"),
+        "random_init": paint_with(work / "model_random", None, "paint_random"),
+        "telea": {n: telea(images[n], masks[n]) for n in views},
+        "flat_fill": {n: flat_fill(images[n], masks[n]) for n in views},
     }
-    base_painted = inpaint.load_inpainted(work / "paint_base")
+    table: dict[str, dict] = {name: {"all_views": scores(f, views)} for name, f in fills.items()}
+    perceptual = {name: perceptual_scores(f, views) for name, f in fills.items()}
+    base_painted = fills["pretrained_base"]
     customised = []
     for seed in args.seeds:
         settings = from_dict(customize.CustomizeSettings, {**custom, "seed": seed}, "customize")
@@ -191,6 +206,7 @@ def main(argv: list[str] | None = None) -> int:
             "customize_seconds": round(time.perf_counter() - began, 1),
             "all_views": scores(painted, views),
         }
+        perceptual[f"customised_seed_{seed}"] = perceptual_scores(painted, views)
         if args.mask_object:
             row["object_colour_percent"] = colour_rate(painted)
             masked = dataclasses.replace(settings, mask_object=True)
@@ -199,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
                 masked, diffusion, transforms, masks_dir, folder_m, work / f"resume_m{seed}"
             )
             painted_m = paint_with(work / "model_base", folder_m, f"paint_{seed}_mask_object")
+            perceptual[f"customised_seed_{seed}_mask_object"] = perceptual_scores(painted_m, views)
             row["mask_object"] = {
                 "all_views": scores(painted_m, views),
                 "object_colour_percent": colour_rate(painted_m),
@@ -222,18 +239,14 @@ def main(argv: list[str] | None = None) -> int:
             float(np.mean([r["mask_object"]["all_views"] for r in customised])), 2
         )
         for name in ("pretrained_base", "telea", "flat_fill"):
-            filled = {
-                "pretrained_base": base_painted,
-                "telea": {n: telea(images[n], masks[n]) for n in views},
-                "flat_fill": {n: flat_fill(images[n], masks[n]) for n in views},
-            }[name]
-            table[name]["object_colour_percent"] = colour_rate(filled)
+            table[name]["object_colour_percent"] = colour_rate(fills[name])
     report = {
         "scene": "config.yaml default (synthetic seed 0, 160x120, 24 views, dilation 5 px)",
         "pretrain_seconds_this_run": round(pretrain_seconds, 1),
         "pretrain_manifest": json.loads((work / "model_base" / "pretrain.json").read_text()),
         "held_out_views": sorted(held_out),
         "masked_psnr_db": table,
+        "masked_perceptual_all_views": perceptual,
         "object_colour_percent": "percent of the filled pixels (where the true background is not "
         f"object-coloured) within {OBJECT_COLOUR_DISTANCE} RGB of an object colour",
         "torch_threads": args.threads,
@@ -241,6 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report["masked_psnr_db"], indent=2))
+    print(json.dumps(perceptual, indent=2))
     return 0
 
 
