@@ -16,7 +16,8 @@ The same evaluate stage scores two fills of the test views' ground truth for ref
 filled with the image's mean colour (the whole view's, so it knows the hidden pixels' mean)
 and with the mean colour of the pixels outside the mask. Prints a table and writes JSON::
 
-    python benchmarks/oracle.py --work /tmp/oracle --output results/benchmarks/oracle.json
+    python benchmarks/oracle.py --work /tmp/oracle --variants full no_adv_l1 \\
+        --output results/benchmarks/oracle.json
 """
 
 from __future__ import annotations
@@ -211,7 +212,10 @@ def table(rows: list[dict]) -> str:
     header = ["", *SHOWN]
     lines = ["  ".join(f"{h:>14}" for h in header)]
     for row in rows:
-        values = [f"{row[k]:.4f}" if k.startswith("ssim") else f"{row[k]:.2f}" for k in SHOWN]
+        values = [
+            "-" if row[k] is None else f"{row[k]:.4f}" if k.startswith("ssim") else f"{row[k]:.2f}"
+            for k in SHOWN
+        ]
         lines.append("  ".join(f"{v:>14}" for v in [row["name"], *values]))
     return "\n".join(lines)
 
@@ -239,6 +243,8 @@ def main(argv: list[str] | None = None) -> int:
         {"name": f"fill: {kind}", **evaluate(paths, folder, None, args.work / f"{kind}.json")}
         for kind, folder in fills.items()
     ]
+    for row in rows:  # a fill is the ground truth outside the mask: its PSNR there is the floor's
+        row["psnr_outside"] = None
     runs = []
     for variant in args.variants:
         log.info("oracle: training %s", variant)
