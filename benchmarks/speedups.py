@@ -17,11 +17,12 @@ and comparing the medians, so load on the machine hits both alike. Sections:
 - ``diffusion``: with the ``--diffusion-size`` architecture (random weights) at
   ``--diffusion-resolution``, the package's inpainter (``Inpainter``) against:
   one view per UNet batch instead of ``inpaint.batch_size``; a second IDU round without the
-  cache of the conditioning latents; a re-inpainting at t = 0.3 running the whole
-  ``inpaint.num_steps`` schedule within [0, t] instead of ``ceil(t · num_steps)`` steps;
-  diffusers' classic attention instead of PyTorch's fused ``scaled_dot_product_attention``;
-  and a LoRA customisation step with gradient checkpointing (the package turns it on only
-  when memory runs out) against without.
+  cache of the conditioning latents; diffusers' classic attention instead of PyTorch's fused
+  ``scaled_dot_product_attention``; and a LoRA customisation step with gradient checkpointing
+  (the package turns it on only when memory runs out) against without. Fewer DDIM steps at a
+  low noise level t are not a speed-up of the package: its ``ceil(t · num_steps)`` steps are
+  those of diffusers' partial DDIM (``strength=t``: ``int(t · num_steps)`` steps) when
+  ``t · num_steps`` is whole, one more otherwise.
 
 Usage (from the repository root; ``--device cuda`` runs the same on a GPU)::
 
@@ -293,7 +294,6 @@ def diffusion(args: argparse.Namespace, device: torch.device, figures: dict) -> 
     from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
     from diffusion_benchmark import synthetic_views
 
-    import maldnerf.diffusion.inpainter as inpaint_module
     from maldnerf.diffusion.architectures import build_random_pipeline
     from maldnerf.diffusion.customize import CustomizeSettings, Trainer
     from maldnerf.diffusion.inpaint import Inpainter, InpaintSettings
@@ -302,7 +302,6 @@ def diffusion(args: argparse.Namespace, device: torch.device, figures: dict) -> 
         model_resolution,
         place,
     )
-    from maldnerf.diffusion.schedule import num_ddim_steps
 
     size = args.diffusion_size
     settings = DiffusionSettings(
@@ -342,32 +341,6 @@ def diffusion(args: argparse.Namespace, device: torch.device, figures: dict) -> 
         device,
     )
     report(figures, "latent_cache", f"IDU round at t=0.5 without vs with the cache; {tag}", result)
-
-    strength, schedule = 0.3, inpaint.num_steps
-
-    def spread(t: float, steps: int, train_steps: int = 1000) -> list[int]:
-        """The replaced alternative: all ``steps`` DDIM steps spread over [0, t·T]."""
-        top = t * train_steps
-        return [max(round(top * (steps - i) / steps) - 1, 0) for i in range(steps)]
-
-    def all_steps() -> None:
-        original = inpaint_module.ddim_timesteps
-        inpaint_module.ddim_timesteps = spread
-        try:
-            batched.inpaint(images, masks, strength, seeds)
-        finally:
-            inpaint_module.ddim_timesteps = original
-
-    result = side_by_side(
-        all_steps, lambda: batched.inpaint(images, masks, strength, seeds), args.repeat, device
-    )
-    result["steps"] = [schedule, num_ddim_steps(strength, schedule)]
-    report(
-        figures,
-        "ddim_steps_low_t",
-        f"re-inpainting at t={strength}: {schedule} vs {result['steps'][1]} DDIM steps; {tag}",
-        result,
-    )
 
     def attention(processor) -> None:
         pipeline.unet.set_attn_processor(processor)
