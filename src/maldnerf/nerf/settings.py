@@ -94,7 +94,8 @@ class ProposalSettings:
 @dataclass
 class LossWeights:
     """Loss weights. Outside the mask L^r = pixel·Lpix + interlevel·Linter + distortion·Ldistort
-    + decay·Ldecay; inside it L^m = adversarial·Ladv + feature_matching·Lfm (+ inpainted·Linp)."""
+    + decay·Ldecay; inside it L^m = adversarial·Ladv + feature_matching·Lfm (+ inpainted·Linp)
+    + the interlevel and distortion terms of the patch rays (``regularise_patches``)."""
 
     pixel: float = 1.0
     """λpix: mean squared error of the rays outside the mask."""
@@ -114,6 +115,11 @@ class LossWeights:
     inpainted: float = 0.1
     """Weight of the inpainted-region reconstruction loss when ``inpainted_loss`` is not none
     (L1's constant-size gradients overpower the photometric MSE at 1.0)."""
+
+    regularise_patches: bool = True
+    """Apply the interlevel and distortion losses to the patch rays inside the mask too (the
+    paper's L^m: the proposal networks fit the inpainted volume, floaters there are penalised);
+    off, they see the rays outside the mask only (before issue #16). Never a pixel loss."""
 
     def __post_init__(self) -> None:
         for name in (
