@@ -13,7 +13,7 @@ from nerf_helpers import tiny_settings
 from safetensors.torch import load_file
 
 from maldnerf.errors import UserError
-from maldnerf.nerf import checkpoint, trainer
+from maldnerf.nerf import checkpoint, idu_round, trainer
 from maldnerf.nerf.idu import idu_iterations, idu_strength
 from maldnerf.nerf.settings import IduSettings
 from maldnerf.settings import to_dict
@@ -459,13 +459,13 @@ def test_a_signal_during_a_dataset_update_keeps_the_targets_of_before(
     from maldnerf import interrupt
 
     idu = IduSettings(every=4, t_max=0.8, t_min=0.2, batch_size=3)
-    real_update = trainer.update_targets
+    real_update = idu_round.update_targets
 
     def interrupted_update(model, data, *args):
         real_update(model, data, *args)  # the targets change, then the signal comes
         interrupt._handle(signal.SIGTERM, None)  # what SIGTERM runs: it raises inside the round
 
-    monkeypatch.setattr(trainer, "update_targets", interrupted_update)
+    monkeypatch.setattr(idu_round, "update_targets", interrupted_update)
     monkeypatch.setattr(interrupt, "_received", None)
     with pytest.raises(interrupt.Interrupted):
         train(small_scene, tmp_path, tiny_settings(), idu, factory=FakeInpainter)
