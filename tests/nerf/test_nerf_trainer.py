@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import logging
@@ -113,11 +114,9 @@ class Killed(Exception):
     pass
 
 
-def test_resume_after_a_kill_gives_the_same_parameters(small_scene, tmp_path, monkeypatch):
-    settings = tiny_settings(iterations=12, checkpoint_every=3, keep_checkpoint=True)
-    idu = IduSettings(every=5)
-    full, _ = train(small_scene, tmp_path, settings, idu, "full", FakeInpainter)
-
+@contextlib.contextmanager
+def killed_at_step_8():
+    """Inside it, training stops at step 8 as if the process were killed (raises Killed)."""
     original = trainer.Trainer.train_step
 
     def dies_at_step_8(self, step):
@@ -125,14 +124,22 @@ def test_resume_after_a_kill_gives_the_same_parameters(small_scene, tmp_path, mo
             raise Killed
         return original(self, step)
 
-    monkeypatch.setattr(trainer.Trainer, "train_step", dies_at_step_8)
-    with pytest.raises(Killed):
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(trainer.Trainer, "train_step", dies_at_step_8)
+        yield
+
+
+def test_resume_after_a_kill_gives_the_same_parameters(small_scene, tmp_path, monkeypatch):
+    settings = tiny_settings(iterations=12, checkpoint_every=3, keep_checkpoint=True)
+    idu = IduSettings(every=5)
+    full, _ = train(small_scene, tmp_path, settings, idu, "full", FakeInpainter)
+
+    with killed_at_step_8(), pytest.raises(Killed):
         train(small_scene, tmp_path, settings, idu, "resumed", FakeInpainter)
     resume = tmp_path / "resumed_resume"
     state = torch.load(resume / checkpoint.CHECKPOINT, weights_only=True)
     assert state["step"] == 6 and len(state["idu_rounds"]) == 1
     assert not (tmp_path / "resumed").exists()  # nothing half-written as output
-    monkeypatch.setattr(trainer.Trainer, "train_step", original)
     started = []
     monkeypatch.setattr(trainer.Trainer, "restore", _spy(trainer.Trainer.restore, started))
     train(small_scene, tmp_path, settings, idu, "resumed", FakeInpainter)
@@ -160,19 +167,10 @@ def test_a_resumed_gpu_run_continues_where_it_stopped(small_scene, tmp_path, mon
     settings = tiny_settings(iterations=12, checkpoint_every=3, keep_checkpoint=True, device="cuda")
     full, _ = train(small_scene, tmp_path, settings, name="full")
     again, _ = train(small_scene, tmp_path, settings, name="again")
-    original = trainer.Trainer.train_step
-
-    def dies_at_step_8(self, step):
-        if step == 8:
-            raise Killed
-        return original(self, step)
-
-    monkeypatch.setattr(trainer.Trainer, "train_step", dies_at_step_8)
-    with pytest.raises(Killed):
+    with killed_at_step_8(), pytest.raises(Killed):
         train(small_scene, tmp_path, settings, name="resumed")
     state = torch.load(tmp_path / "resumed_resume" / checkpoint.CHECKPOINT, weights_only=True)
     assert state["step"] == 6
-    monkeypatch.setattr(trainer.Trainer, "train_step", original)
     started = []
     monkeypatch.setattr(trainer.Trainer, "restore", _spy(trainer.Trainer.restore, started))
     train(small_scene, tmp_path, settings, name="resumed")
