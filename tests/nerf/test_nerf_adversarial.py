@@ -46,6 +46,27 @@ def test_r1_is_nonnegative_and_zero_for_a_constant_discriminator():
     assert r1_penalty(lambda x: torch.ones(len(x)), real).item() == 0.0
 
 
+def test_r1_is_the_squared_gradient_of_the_summed_logit_map():
+    """StyleGAN2's R1 for a linear patch discriminator, whose gradient is known: with logit map
+    ``D(x)[i, j] = Σ_c W[c, i, j]·x[c, i, j]``, ``∇ₓ Σ D(x) = W`` for every sample, so the
+    penalty is ``|W|²`` (the mean of the map would give ``|W|² / (H·W)²``, 256× less here)."""
+    torch.manual_seed(0)
+    weight = torch.randn(3, 4, 4)
+
+    def linear(x):
+        return (x * weight).sum(dim=1, keepdim=True)  # (n, 1, 4, 4) logit map
+
+    real = torch.rand(5, 3, 4, 4)
+    value = r1_penalty(linear, real)
+    torch.testing.assert_close(value, weight.square().sum())
+
+    # Per sample, then the mean over the batch: a doubled sample's gradient counts 4x.
+    def scaled(x):
+        return linear(x) * torch.tensor([1.0, 2.0]).view(2, 1, 1, 1)
+
+    torch.testing.assert_close(r1_penalty(scaled, real[:2]), 2.5 * weight.square().sum())
+
+
 def test_gan_losses():
     zero = torch.zeros(4, 1, 2, 2)
     assert adversarial.discriminator_loss(zero, zero).item() == pytest.approx(2 * math.log(2))
@@ -107,7 +128,7 @@ def _no_idu():
 
 
 def test_discriminator_learns_to_tell_real_from_fake_patches():
-    """With the trainer's optimiser settings and lazy R1 (weight 0.5, every 4 steps) the
+    """With the trainer's optimiser settings and lazy R1 (γ = 0.5/256, every 4 steps) the
     discriminator separates flat real patches from noisy fakes within 100 steps."""
     torch.manual_seed(0)
     d = PatchDiscriminator(16, channels=16)
@@ -121,7 +142,7 @@ def test_discriminator_learns_to_tell_real_from_fake_patches():
         loss = adversarial.discriminator_loss(d(real)[0], d(fake)[0])
         history.append(loss.item())
         if step % 4 == 0:
-            loss = loss + 0.5 * 0.5 * 4 * r1_penalty(lambda x: d(x)[0], real)
+            loss = loss + 0.5 * (0.5 / 256) * 4 * r1_penalty(lambda x: d(x)[0], real)
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -120,9 +120,9 @@ def test_lpips_loss_upsamples_small_patches():
     assert loss.item() == pytest.approx(2.0)
 
 
-def test_reconstruction_losses_use_only_the_rays_outside_the_mask(small_scene):
-    """L^r (photometric, interlevel, distortion) sees only the first ``len(rgb)`` rays: the
-    patch rays rendered after them inside the mask change none of its terms."""
+def _outputs_with_patches(small_scene, **overrides):
+    """A tiny trainer's model and its outputs for 32 rays outside the mask followed by two 8×8
+    patches inside it (the patch rays' outputs poisoned with NaN), and the 32 rays alone."""
     from nerf_helpers import tiny_settings
 
     from maldnerf.nerf.data import load_training_views
@@ -133,22 +133,62 @@ def test_reconstruction_losses_use_only_the_rays_outside_the_mask(small_scene):
     _, views = load_training_views(
         small_scene["transforms"], small_scene["masks"], small_scene["targets"]
     )
-    trainer = Trainer(tiny_settings(), IduSettings(enabled=False), views, torch.device("cpu"))
+    settings = tiny_settings(**overrides)
+    trainer = Trainer(settings, IduSettings(enabled=False), views, torch.device("cpu"))
     generator = step_generator(0, 0, torch.device("cpu"))
     rays, rgb = trainer.data.sample_rays(32, generator)
     patches = trainer.data.sample_patches(2, 8, generator)
     model = trainer.model
     with torch.no_grad():
-        alone = model.reconstruction_losses(model(rays), rgb)
+        alone = model(rays)
         both = model(Rays.cat([rays, patches.rays]))
-        # Poison the patch rays' outputs: any term still reading them would turn NaN.
-        n = len(rgb)
-        for key in ("rgb", "weights", "edges", "cdfs"):
-            both[key][n:] = float("nan")
-        for edges, cdfs in both["proposal_levels"]:
-            edges[n:], cdfs[n:] = float("nan"), float("nan")
+    return model, alone, both, rgb
+
+
+def _poison_patch_rays(outputs, n):
+    """NaN in every per-ray output after the first ``n`` rays: a term reading them turns NaN."""
+    for key in ("rgb", "weights", "edges", "cdfs"):
+        outputs[key][n:] = float("nan")
+    for edges, cdfs in outputs["proposal_levels"]:
+        edges[n:], cdfs[n:] = float("nan"), float("nan")
+
+
+def test_regularisers_cover_the_patch_rays_but_the_pixel_loss_does_not(small_scene):
+    """The paper's L^m includes the regularisers: interlevel and distortion are the mean over
+    the rays outside the mask *and* the patch rays inside it; the photometric loss reads only
+    the first ``len(rgb)`` rays (issue #16; before, the patch rays took no part at all)."""
+    model, alone, both, rgb = _outputs_with_patches(small_scene)
+    n = len(rgb)
+    with torch.no_grad():
+        mixed = model.reconstruction_losses(both, rgb)
+        levels = both["proposal_levels"]
+        want_interlevel = losses.interlevel_loss(both["edges"], both["cdfs"], levels)
+        want_distortion = losses.distortion_loss(both["weights"], both["edges"])
+        outside = model.reconstruction_losses(alone, rgb)
+    assert set(mixed) == {"pixel", "interlevel", "distortion", "decay"}
+    torch.testing.assert_close(mixed["interlevel"], want_interlevel)
+    torch.testing.assert_close(mixed["distortion"], want_distortion)
+    for key in ("pixel", "decay"):
+        torch.testing.assert_close(mixed[key], outside[key], rtol=1e-4, atol=1e-7, msg=key)
+    # The patch rays change the regularisers (a fresh model's interlevel loss is not zero) ...
+    assert not torch.allclose(mixed["interlevel"], outside["interlevel"])
+    # ... and only them: poisoned patch rays turn exactly the two regularisers NaN.
+    _poison_patch_rays(both, n)
+    with torch.no_grad():
+        poisoned = model.reconstruction_losses(both, rgb)
+    assert torch.isnan(poisoned["interlevel"]) and torch.isnan(poisoned["distortion"])
+    torch.testing.assert_close(poisoned["pixel"], outside["pixel"], rtol=1e-4, atol=1e-7)
+
+
+def test_regularise_patches_off_uses_only_the_rays_outside_the_mask(small_scene):
+    """``loss.regularise_patches: false`` (the behaviour before issue #16): no term of L^r
+    reads the patch rays rendered after the first ``len(rgb)`` rays."""
+    model, alone, both, rgb = _outputs_with_patches(small_scene, loss={"regularise_patches": False})
+    _poison_patch_rays(both, len(rgb))
+    with torch.no_grad():
+        want = model.reconstruction_losses(alone, rgb)
         mixed = model.reconstruction_losses(both, rgb)
     assert set(mixed) == {"pixel", "interlevel", "distortion", "decay"}
-    for key, value in alone.items():
+    for key, value in want.items():
         assert torch.isfinite(mixed[key]), key
         torch.testing.assert_close(mixed[key], value, rtol=1e-4, atol=1e-7, msg=key)

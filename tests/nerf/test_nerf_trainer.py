@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import logging
@@ -13,7 +14,7 @@ from nerf_helpers import tiny_settings
 from safetensors.torch import load_file
 
 from maldnerf.errors import UserError
-from maldnerf.nerf import checkpoint, trainer
+from maldnerf.nerf import checkpoint, idu_round, trainer
 from maldnerf.nerf.idu import idu_iterations, idu_strength
 from maldnerf.nerf.settings import IduSettings
 from maldnerf.settings import to_dict
@@ -113,11 +114,9 @@ class Killed(Exception):
     pass
 
 
-def test_resume_after_a_kill_gives_the_same_parameters(small_scene, tmp_path, monkeypatch):
-    settings = tiny_settings(iterations=12, checkpoint_every=3, keep_checkpoint=True)
-    idu = IduSettings(every=5)
-    full, _ = train(small_scene, tmp_path, settings, idu, "full", FakeInpainter)
-
+@contextlib.contextmanager
+def killed_at_step_8():
+    """Inside it, training stops at step 8 as if the process were killed (raises Killed)."""
     original = trainer.Trainer.train_step
 
     def dies_at_step_8(self, step):
@@ -125,14 +124,22 @@ def test_resume_after_a_kill_gives_the_same_parameters(small_scene, tmp_path, mo
             raise Killed
         return original(self, step)
 
-    monkeypatch.setattr(trainer.Trainer, "train_step", dies_at_step_8)
-    with pytest.raises(Killed):
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(trainer.Trainer, "train_step", dies_at_step_8)
+        yield
+
+
+def test_resume_after_a_kill_gives_the_same_parameters(small_scene, tmp_path, monkeypatch):
+    settings = tiny_settings(iterations=12, checkpoint_every=3, keep_checkpoint=True)
+    idu = IduSettings(every=5)
+    full, _ = train(small_scene, tmp_path, settings, idu, "full", FakeInpainter)
+
+    with killed_at_step_8(), pytest.raises(Killed):
         train(small_scene, tmp_path, settings, idu, "resumed", FakeInpainter)
     resume = tmp_path / "resumed_resume"
     state = torch.load(resume / checkpoint.CHECKPOINT, weights_only=True)
     assert state["step"] == 6 and len(state["idu_rounds"]) == 1
     assert not (tmp_path / "resumed").exists()  # nothing half-written as output
-    monkeypatch.setattr(trainer.Trainer, "train_step", original)
     started = []
     monkeypatch.setattr(trainer.Trainer, "restore", _spy(trainer.Trainer.restore, started))
     train(small_scene, tmp_path, settings, idu, "resumed", FakeInpainter)
@@ -160,19 +167,10 @@ def test_a_resumed_gpu_run_continues_where_it_stopped(small_scene, tmp_path, mon
     settings = tiny_settings(iterations=12, checkpoint_every=3, keep_checkpoint=True, device="cuda")
     full, _ = train(small_scene, tmp_path, settings, name="full")
     again, _ = train(small_scene, tmp_path, settings, name="again")
-    original = trainer.Trainer.train_step
-
-    def dies_at_step_8(self, step):
-        if step == 8:
-            raise Killed
-        return original(self, step)
-
-    monkeypatch.setattr(trainer.Trainer, "train_step", dies_at_step_8)
-    with pytest.raises(Killed):
+    with killed_at_step_8(), pytest.raises(Killed):
         train(small_scene, tmp_path, settings, name="resumed")
     state = torch.load(tmp_path / "resumed_resume" / checkpoint.CHECKPOINT, weights_only=True)
     assert state["step"] == 6
-    monkeypatch.setattr(trainer.Trainer, "train_step", original)
     started = []
     monkeypatch.setattr(trainer.Trainer, "restore", _spy(trainer.Trainer.restore, started))
     train(small_scene, tmp_path, settings, name="resumed")
@@ -459,13 +457,13 @@ def test_a_signal_during_a_dataset_update_keeps_the_targets_of_before(
     from maldnerf import interrupt
 
     idu = IduSettings(every=4, t_max=0.8, t_min=0.2, batch_size=3)
-    real_update = trainer.update_targets
+    real_update = idu_round.update_targets
 
     def interrupted_update(model, data, *args):
         real_update(model, data, *args)  # the targets change, then the signal comes
         interrupt._handle(signal.SIGTERM, None)  # what SIGTERM runs: it raises inside the round
 
-    monkeypatch.setattr(trainer, "update_targets", interrupted_update)
+    monkeypatch.setattr(idu_round, "update_targets", interrupted_update)
     monkeypatch.setattr(interrupt, "_received", None)
     with pytest.raises(interrupt.Interrupted):
         train(small_scene, tmp_path, tiny_settings(), idu, factory=FakeInpainter)

@@ -12,8 +12,10 @@ Layout (nerfstudio-like, one role per module):
 - :mod:`.adversarial` patch discriminator, GAN losses, R1, feature matching
 - :mod:`.rays`, :mod:`.data` camera rays, training views, ray and patch sampling
 - :mod:`.model` assembly; :mod:`.idu` dataset update; :mod:`.checkpoint` resume state
-- :mod:`.trainer` the ``train`` stage (:func:`.trainer.run`); :mod:`.render` the ``render``
-  stage (:func:`.render.run`). Their module docstrings describe the output folders.
+- :mod:`.trainer` the ``train`` stage (:func:`.trainer.run`), around it :mod:`.masked_step`
+  (L^m and the discriminator step), :mod:`.idu_round`, :mod:`.runtime` (devices, precision,
+  guards), :mod:`.train_log` and :mod:`.train_output`; :mod:`.render` the ``render`` stage
+  (:func:`.render.run`). Their module docstrings describe the output folders.
 
 Settings are in :mod:`.settings` (imported here without loading torch).
 """

@@ -11,8 +11,9 @@ then 3×3 stride-2 convolutions doubling the channels (capped at ``max_channels`
 map is at most 4×4, each followed by LeakyReLU(0.2), and a 3×3 convolution to one logit per
 position. It returns the logit map and the activations of every layer (for feature
 matching). Losses are the non-saturating ones: the discriminator minimises
-``softplus(D(fake)) + softplus(−D(real))`` (+ λGP·R1 lazily every ``r1_interval`` steps,
-scaled by the interval), the NeRF minimises ``softplus(−D(fake))`` — the paper's ``−Ladv`` —
+``softplus(D(fake)) + softplus(−D(real))`` (+ γ/2·R1 lazily every ``r1_interval`` steps,
+scaled by the interval; R1 is the squared gradient of the summed logit map, see
+:func:`r1_penalty`), the NeRF minimises ``softplus(−D(fake))`` — the paper's ``−Ladv`` —
 plus ``λfm`` times the L1 distance between the discriminator's features of real and fake.
 """
 
@@ -71,14 +72,17 @@ def feature_matching_loss(real_features: list[Tensor], fake_features: list[Tenso
 
 
 def r1_penalty(discriminator: Callable[[Tensor], Tensor], real: Tensor) -> Tensor:
-    """R1: mean over the batch of ``|∇ₓ D(x)|²`` at real patches (differentiable), where
-    ``D(x)`` is the patch's score as the GAN losses see it: the mean of its logit map."""
+    """R1 (StyleGAN2's convention): ``E_x |∇ₓ Σ D(x)|²`` at real patches ``x``, differentiable.
+
+    ``D(x)`` is the patch's logit map: the gradient is that of its *sum* over positions, per
+    sample; the squared norm is summed over channels and pixels and averaged over the batch.
+    The caller multiplies by ``γ/2`` (and by the interval when it is applied lazily).
+    """
     real = real.detach().requires_grad_(True)
     logits = discriminator(real)
     if not logits.requires_grad:  # a discriminator that ignores its input
         return real.new_zeros(())
-    scores = logits.reshape(len(real), -1).mean(dim=1)
-    (grad,) = torch.autograd.grad(scores.sum(), real, create_graph=True, allow_unused=True)
+    (grad,) = torch.autograd.grad(logits.sum(), real, create_graph=True, allow_unused=True)
     if grad is None:
         return real.new_zeros(())
     return grad.square().sum(dim=(1, 2, 3)).mean()

@@ -90,19 +90,23 @@ class NerfModel(nn.Module):
     def reconstruction_losses(
         self, outputs: dict[str, Any], target_rgb: Tensor
     ) -> dict[str, Tensor]:
-        """Unweighted L^r terms of the rays outside the mask.
+        """Unweighted L^r terms, and the regularisers of L^m.
 
-        Those are the first ``n = len(target_rgb)`` rays of ``outputs``; any rays after them
-        (the patches rendered inside the mask) take no part in the photometric, interlevel or
-        distortion loss. The decay loss is on the hash-grid parameters, not on rays.
+        The photometric loss is on the first ``n = len(target_rgb)`` rays of ``outputs`` (those
+        outside the mask) only. Any rays after them are the patches rendered inside the mask:
+        with ``loss.regularise_patches`` (the paper's L^m) the interlevel and distortion losses
+        are the mean over all rays, so the proposal networks follow the inpainted volume and
+        floaters there are penalised; without it they see the first ``n`` rays only. The decay
+        loss is on the hash-grid parameters, not on rays.
         """
         n = target_rgb.shape[0]
-        levels = [(e[:n], c[:n]) for e, c in outputs["proposal_levels"]]
-        edges = outputs["edges"][:n]
+        m = len(outputs["rgb"]) if self.settings.loss.regularise_patches else n
+        levels = [(e[:m], c[:m]) for e, c in outputs["proposal_levels"]]
+        edges = outputs["edges"][:m]
         return {
             "pixel": pixel_loss(outputs["rgb"][:n], target_rgb),
-            "interlevel": interlevel_loss(edges, outputs["cdfs"][:n], levels, self.use_cuda_kernel),
-            "distortion": distortion_loss(outputs["weights"][:n], edges),
+            "interlevel": interlevel_loss(edges, outputs["cdfs"][:m], levels, self.use_cuda_kernel),
+            "distortion": distortion_loss(outputs["weights"][:m], edges),
             "decay": decay_loss(self.encodings()),
         }
 

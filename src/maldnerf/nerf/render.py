@@ -32,8 +32,8 @@ from ..settings import to_dict
 from .model import NerfModel, load_model, render_rays
 from .parameterization import SceneNormalization
 from .rays import image_rays
+from .runtime import resolve_precision
 from .settings import RenderSettings
-from .trainer import resolve_precision
 
 log = logging.getLogger(__name__)
 

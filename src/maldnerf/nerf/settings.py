@@ -94,7 +94,8 @@ class ProposalSettings:
 @dataclass
 class LossWeights:
     """Loss weights. Outside the mask L^r = pixel·Lpix + interlevel·Linter + distortion·Ldistort
-    + decay·Ldecay; inside it L^m = adversarial·Ladv + feature_matching·Lfm (+ inpainted·Linp)."""
+    + decay·Ldecay; inside it L^m = adversarial·Ladv + feature_matching·Lfm (+ inpainted·Linp)
+    + the interlevel and distortion terms of the patch rays (``regularise_patches``)."""
 
     pixel: float = 1.0
     """λpix: mean squared error of the rays outside the mask."""
@@ -108,12 +109,22 @@ class LossWeights:
     """λadv: non-saturating generator loss of the rendered (fake) masked patches."""
     feature_matching: float = 0.1
     """λfm: L1 distance of the discriminator's intermediate features, real vs fake."""
-    r1: float = 10.0
-    """λGP (γ): R1 penalty γ/2·|∇D(real)|² in the discriminator loss (StyleGAN2's FFHQ value;
-    weaker penalties let the discriminator's gradients add noise to the renders)."""
+    r1: float = 0.0390625
+    """λGP (γ): R1 penalty γ/2·E|∇ₓ Σ D(x)|² at real patches x in the discriminator loss,
+    StyleGAN2's convention: the gradient of the sum of the patch's logit map (4×4 positions for
+    patch sizes 8·2^k), its squared norm averaged over the batch; applied lazily every
+    ``adversarial.r1_interval`` steps, multiplied by the interval. 10/256: what γ = 10 on the
+    map's mean (the convention before issue #16) was, close to StyleGAN2's heuristic
+    0.0002·P²/batch for 16–64 px patches; weaker penalties let the discriminator's gradients
+    add noise to the renders."""
     inpainted: float = 0.1
     """Weight of the inpainted-region reconstruction loss when ``inpainted_loss`` is not none
     (L1's constant-size gradients overpower the photometric MSE at 1.0)."""
+
+    regularise_patches: bool = True
+    """Apply the interlevel and distortion losses to the patch rays inside the mask too (the
+    paper's L^m: the proposal networks fit the inpainted volume, floaters there are penalised);
+    off, they see the rays outside the mask only (before issue #16). Never a pixel loss."""
 
     def __post_init__(self) -> None:
         for name in (

@@ -30,12 +30,7 @@ sync; the count is checked at each log.
 
 from __future__ import annotations
 
-import contextlib
-import csv
-import io
 import logging
-import math
-import resource
 import shutil
 import time
 from collections.abc import Callable
@@ -48,32 +43,40 @@ from torch import Tensor
 from .. import atomic, interrupt
 from ..devices import resolve_device
 from ..errors import UserError
-from ..images import write_image
-from ..settings import to_dict
 from . import checkpoint
-from .adversarial import (
-    PatchDiscriminator,
-    discriminator_loss,
-    feature_matching_loss,
-    generator_loss,
-    mask_patches,
-    r1_penalty,
-)
 from .data import Patches, RayData, TrainingViews, load_training_views
-from .idu import (
-    Reinpainter,
-    ReinpainterSource,
-    idu_iterations,
-    idu_strength,
-    snapshot,
-    update_targets,
-)
-from .losses import LpipsLoss, load_lpips, masked_l1
-from .model import NerfModel, build_model
+from .idu import Reinpainter, ReinpainterSource, idu_iterations
+from .idu_round import run_idu_round
+from .masked_step import MaskedTraining
+from .model import build_model
 from .parameterization import make_parameterization, normalize_scene
 from .rays import Rays
-from .samplers import nerfacc_cuda_available
+from .runtime import (
+    configure_runtime,
+    deterministic,
+    nonfinite,
+    resolve_precision,
+    step_generator,
+    total_norm,
+)
 from .settings import IduSettings, NerfSettings
+from .train_log import DISCRIMINATOR_STATS, LOG_LOSSES, discriminator_stats, log_csv
+from .train_output import input_files, write_output
+
+__all__ = [  # also what other modules, tests and benchmarks import from here
+    "DISCRIMINATOR_STATS",
+    "LOG_LOSSES",
+    "Trainer",
+    "deterministic",
+    "discriminator_stats",
+    "input_files",
+    "load_training_views",
+    "resolve_precision",
+    "run",
+    "step_generator",
+    "total_norm",
+    "write_output",
+]
 
 log = logging.getLogger(__name__)
 
@@ -86,76 +89,6 @@ LOSS_WEIGHT = {  # loss name -> attribute of LossWeights
     "feature_matching": "feature_matching",
     "inpainted": "inpainted",
 }
-
-
-def resolve_precision(setting: str, device: torch.device) -> torch.dtype | None:
-    """Autocast dtype of the MLPs: bf16 on GPUs that support it under ``auto``."""
-    if setting == "bf16" or (
-        setting == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported()
-    ):
-        return torch.bfloat16
-    return None
-
-
-@contextlib.contextmanager
-def deterministic(enabled: bool):
-    """Deterministic kernels while training on the CPU (multithreaded hash-grid gradient
-    accumulation otherwise differs in the last bits between runs); GPUs keep the fast ones."""
-    previous = torch.are_deterministic_algorithms_enabled()
-    if enabled:
-        torch.use_deterministic_algorithms(True, warn_only=True)
-    try:
-        yield
-    finally:
-        torch.use_deterministic_algorithms(previous)
-
-
-def total_norm(tensors: list[Tensor]) -> Tensor:
-    """The 2-norm of all ``tensors`` together (a scalar on the first one's device).
-
-    What ``torch.nn.utils.get_total_norm`` (torch >= 2.6 only) computes, with
-    ``torch.linalg.vector_norm`` alone: the norm of the per-tensor norms (each in its tensor's
-    dtype, stacked with type promotion). It is NaN/inf when an element is NaN/inf or the sum
-    of squares overflows.
-    """
-    device = tensors[0].device
-    norms = [torch.linalg.vector_norm(t).to(device) for t in tensors]
-    return torch.linalg.vector_norm(torch.stack(norms))
-
-
-def step_generator(seed: int, step: int, device: torch.device) -> torch.Generator:
-    """The random generator of one step: a function of ``(seed, step)`` only."""
-    generator = torch.Generator(device=device)
-    generator.manual_seed((seed * 1_000_003 + step * 7_919 + 17) % 2**63)
-    return generator
-
-
-def configure_runtime(nerf: NerfSettings, device: torch.device, model: NerfModel) -> dict[str, Any]:
-    """Apply precision, TF32, nerfacc-kernel and compile settings; returns what was chosen."""
-    model.autocast_dtype = resolve_precision(nerf.precision, device)
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = nerf.tf32
-        torch.backends.cudnn.allow_tf32 = nerf.tf32
-    use_kernel = False
-    if nerf.nerfacc_cuda != "off" and device.type == "cuda":
-        use_kernel = nerfacc_cuda_available()
-    if nerf.nerfacc_cuda == "on" and not use_kernel:
-        raise UserError(
-            "nerf.nerfacc_cuda: on, but nerfacc's CUDA extension is not available here "
-            "(needs a GPU and the CUDA toolkit to build it); use auto or off"
-        )
-    model.use_cuda_kernel = use_kernel
-    if nerf.compile:
-        model.field.compile()
-        for proposal in model.proposals:
-            proposal.compile()
-    return {
-        "device": str(device),
-        "precision": str(model.autocast_dtype or torch.float32).replace("torch.", ""),
-        "tf32": bool(device.type == "cuda" and nerf.tf32),
-        "nerfacc_cuda": use_kernel,
-        "compile": nerf.compile,
-    }
 
 
 class Trainer:
@@ -194,17 +127,9 @@ class Trainer:
             eps=opt.eps,
             fused=True,
         )
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(nerf.seed + 1)
-            self.discriminator = PatchDiscriminator(
-                nerf.patch_size, nerf.adversarial.channels, nerf.adversarial.max_channels
-            ).to(device)
-        self.disc_optimizer = torch.optim.Adam(
-            self.discriminator.parameters(), lr=nerf.adversarial.lr, betas=(0.0, 0.99), fused=True
-        )
-        self.lpips: LpipsLoss | None = None
-        if nerf.inpainted_loss == "lpips":
-            self.lpips = LpipsLoss(lpips_module if lpips_module is not None else load_lpips(device))
+        self.masked = MaskedTraining(nerf, device, lpips_module)
+        self.discriminator = self.masked.discriminator  # what the checkpoint holds
+        self.disc_optimizer = self.masked.optimizer
         self.reinpainter_factory = reinpainter_factory
         self.reinpainter: Reinpainter | None = None
         self.idu_at = idu_iterations(idu, nerf.iterations)
@@ -247,7 +172,7 @@ class Trainer:
         losses = self.model.reconstruction_losses(outputs, rgb)
         if patches is not None:
             fake = self.patch_images(outputs["rgb"][len(rgb) :], patches)
-            masked, real, fake = self.masked_losses(fake, patches, step)
+            masked, real, fake = self.masked.losses(fake, patches, step)
             losses.update(masked)
         total = sum(getattr(nerf.loss, LOSS_WEIGHT[k]) * v for k, v in losses.items())
         self.optimizer.zero_grad(set_to_none=True)
@@ -258,7 +183,7 @@ class Trainer:
         self.optimizer.found_inf = found_inf
         self.optimizer.step()
         if patches is not None and self.adversarial_on(step):
-            losses.update(self.discriminator_step(real, fake.detach(), step))
+            losses.update(self.masked.discriminator_step(real, fake.detach(), step))
         self.count_nonfinite(found_inf)
         losses["total"] = total
         return {k: v.detach() for k, v in losses.items()}
@@ -267,51 +192,13 @@ class Trainer:
         n, _, size, _ = patches.real.shape
         return rgb.reshape(n, size, size, 3).permute(0, 3, 1, 2)
 
-    def masked_losses(
-        self, fake: Tensor, patches: Patches, step: int
-    ) -> tuple[dict[str, Tensor], Tensor, Tensor]:
-        """L^m terms of the rendered patches; returns them and the masked real/fake patches."""
-        real, fake = mask_patches(patches.real, patches.masks), mask_patches(fake, patches.masks)
-        losses: dict[str, Tensor] = {}
-        if self.adversarial_on(step):
-            self.discriminator.requires_grad_(False)
-            fake_logits, fake_features = self.discriminator(fake)
-            with torch.no_grad():
-                _, real_features = self.discriminator(real)
-            losses["adversarial"] = generator_loss(fake_logits)
-            losses["feature_matching"] = feature_matching_loss(real_features, fake_features)
-        if self.nerf.inpainted_loss == "l1":
-            losses["inpainted"] = masked_l1(fake, real, patches.masks)
-        elif self.nerf.inpainted_loss == "lpips":
-            assert self.lpips is not None
-            losses["inpainted"] = self.lpips(fake, real)
-        return losses, real, fake
-
-    def discriminator_step(self, real: Tensor, fake: Tensor, step: int) -> dict[str, Tensor]:
-        """Non-saturating discriminator loss, lazy R1 on the real patches."""
-        adv = self.nerf.adversarial
-        self.discriminator.requires_grad_(True)
-        real_logits, _ = self.discriminator(real)
-        fake_logits, _ = self.discriminator(fake)
-        loss = discriminator_loss(real_logits, fake_logits)
-        out = {"discriminator": loss, **discriminator_stats(real_logits, fake_logits)}
-        if (step - adv.warmup) % adv.r1_interval == 0:
-            r1 = r1_penalty(lambda x: self.discriminator(x)[0], real)
-            loss = loss + 0.5 * self.nerf.loss.r1 * adv.r1_interval * r1
-            out["r1"] = r1
-        self.disc_optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.disc_optimizer.found_inf = self.nonfinite(loss, self.discriminator.parameters())
-        self.disc_optimizer.step()
-        return {k: v.detach() for k, v in out.items()}
-
     # -- schedules and guards ----------------------------------------------------------------
 
     def adversarial_on(self, step: int) -> bool:
-        return self.nerf.adversarial.enabled and step >= self.nerf.adversarial.warmup
+        return self.masked.adversarial_on(step)
 
     def patches_needed(self, step: int) -> bool:
-        return self.adversarial_on(step) or self.nerf.inpainted_loss != "none"
+        return self.masked.patches_needed(step)
 
     def learning_rate(self, step: int) -> float:
         """Exponential decay from ``lr`` to ``lr_final`` after a linear warm-up."""
@@ -322,14 +209,7 @@ class Trainer:
             lr *= 0.01 + 0.99 * step / opt.warmup
         return lr
 
-    @staticmethod
-    def nonfinite(loss: Tensor, parameters) -> Tensor:
-        """1.0 (on the device) when the loss or any gradient is NaN/inf, else 0.0."""
-        grads = [p.grad for p in parameters if p.grad is not None]
-        finite = torch.isfinite(loss)
-        if grads:
-            finite = finite & torch.isfinite(total_norm(grads))
-        return (~finite).float()
+    nonfinite = staticmethod(nonfinite)
 
     def count_nonfinite(self, found_inf: Tensor) -> None:
         self.skipped += found_inf
@@ -437,45 +317,8 @@ class Trainer:
         return row
 
     def run_idu_round(self, step: int, resume_dir: Path) -> None:
-        """Re-inpaint every training view from the current NeRF (one IDU round)."""
-        started = time.perf_counter()
-        round_index = len(self.idu_rounds) + 1
-        strength = idu_strength(step, self.nerf.iterations, self.idu.t_max, self.idu.t_min)
-        before = self.data.targets.clone()
-        try:  # a signal stops a round at once; the checkpoint makes a rerun redo it
-            with interrupt.immediate():
-                if self.reinpainter is None:
-                    assert self.reinpainter_factory is not None
-                    log.info("loading the inpainting model for the dataset update")
-                    self.reinpainter = self.reinpainter_factory()
-                update_targets(
-                    self.model,
-                    self.data,
-                    self.reinpainter,
-                    strength,
-                    round_index,
-                    self.nerf.seed,
-                    self.idu.batch_size,
-                    self.nerf.chunk_rays,
-                )
-        except interrupt.Interrupted:
-            self.data.targets.copy_(before)
-            self.save_checkpoint(resume_dir)
-            raise
-        sheet = snapshot(self.data.targets.cpu().numpy(), self.idu.snapshot_width)
-        write_image(resume_dir / "idu" / f"round_{round_index:02d}.png", sheet)
-        seconds = time.perf_counter() - started
-        self.idu_rounds.append(
-            {"round": round_index, "iteration": step, "strength": strength, "seconds": seconds}
-        )
-        log.info(
-            "IDU round %d at iteration %d: strength %.3f, %.1f s",
-            round_index,
-            step,
-            strength,
-            seconds,
-        )
-        self.window_start += seconds  # IDU time is not training throughput
+        """Re-inpaint every training view from the current NeRF (see :mod:`.idu_round`)."""
+        run_idu_round(self, step, resume_dir)
 
     # -- checkpoints ----------------------------------------------------------------------------
 
@@ -516,72 +359,6 @@ class Trainer:
         self.earlier_seconds = float(state["stage_seconds"])
         self.rays_trained = int(state["rays_trained"])
         self.skipped_total = int(state["skipped_total"])
-
-
-LOG_LOSSES = (
-    "total",
-    "pixel",
-    "interlevel",
-    "distortion",
-    "decay",
-    "adversarial",
-    "feature_matching",
-    "inpainted",
-    "discriminator",
-    "r1",
-)
-
-
-DISCRIMINATOR_STATS = ("d_real_logit", "d_fake_logit", "d_real_accuracy", "d_fake_accuracy")
-
-
-def discriminator_stats(real_logits: Tensor, fake_logits: Tensor) -> dict[str, Tensor]:
-    """What the discriminator makes of this step's patches (before its update), for the log:
-    mean logit of the real and of the fake patches, and the fraction of logit positions it
-    classifies correctly (real > 0, fake < 0). Accuracies near 0.5 and logits near 0 mean it
-    cannot tell the renders from the targets; near 1 and far apart, that it can."""
-    real, fake = real_logits.detach().float(), fake_logits.detach().float()
-    return {
-        "d_real_logit": real.mean(),
-        "d_fake_logit": fake.mean(),
-        "d_real_accuracy": (real > 0).float().mean(),
-        "d_fake_accuracy": (fake < 0).float().mean(),
-    }
-
-
-def log_csv(rows: list[dict[str, Any]]) -> str:
-    """The training log as CSV text (empty cells for losses not computed in a window)."""
-    buffer = io.StringIO()
-    fields = list(rows[0]) if rows else ["step"]
-    writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow(
-            {k: "" if isinstance(v, float) and math.isnan(v) else v for k, v in row.items()}
-        )
-    return buffer.getvalue()
-
-
-def peak_memory(device: torch.device) -> dict[str, Any]:
-    """Peak memory of the run: GPU allocator peaks on CUDA, peak resident set size on the CPU."""
-    memory: dict[str, Any] = {
-        "max_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    }
-    if device.type == "cuda":
-        memory["cuda_max_allocated_bytes"] = torch.cuda.max_memory_allocated(device)
-        memory["cuda_max_reserved_bytes"] = torch.cuda.max_memory_reserved(device)
-        log.info("GPU memory summary:\n%s", torch.cuda.memory_summary(device, abbreviated=True))
-    return memory
-
-
-def input_files(
-    transforms: Path, masks_dir: Path, targets_dir: Path, names: list[str]
-) -> list[Path]:
-    return (
-        [transforms]
-        + [masks_dir / "train" / f"{n}.png" for n in names]
-        + [targets_dir / f"{n}.png" for n in names]
-    )
 
 
 def run(
@@ -643,65 +420,3 @@ def run(
     write_output(trainer, output, resume_dir)
     if not nerf.keep_checkpoint:
         checkpoint.remove(resume_dir)
-
-
-def nerf_info(trainer: Trainer) -> dict[str, Any]:
-    """The contents of ``nerf.json``."""
-    views = trainer.views
-    fx, fy, cx, cy = views.intrinsics
-    last = trainer.log_rows[-1] if trainer.log_rows else {}
-    return {
-        "format": 1,
-        "settings": to_dict(trainer.nerf),
-        "idu": to_dict(trainer.idu),
-        "normalization": trainer.normalization.to_dict(),
-        "parameterization": trainer.parameterization.to_dict(),
-        "cameras": {
-            "width": views.width,
-            "height": views.height,
-            "fx": fx,
-            "fy": fy,
-            "cx": cx,
-            "cy": cy,
-            "near": views.near,
-            "far": views.far,
-        },
-        "train_views": views.names,
-        "runtime": trainer.runtime,
-        "timings": {
-            "seconds": trainer.stage_seconds(),
-            "nerf_seconds": trainer.train_seconds,
-            "iterations": trainer.step,
-            "rays": trainer.rays_trained,
-            "rays_per_second": trainer.rays_trained / max(trainer.train_seconds, 1e-9),
-            "idu_seconds": sum(r["seconds"] for r in trainer.idu_rounds),
-        },
-        "idu_rounds": trainer.idu_rounds,
-        "peak_memory": peak_memory(trainer.device),
-        "final_losses": {k: last[k] for k in LOG_LOSSES if not math.isnan(last.get(k, math.nan))},
-        "skipped_steps": trainer.skipped_total,
-    }
-
-
-def write_output(trainer: Trainer, output: Path, resume_dir: Path) -> None:
-    """Write the stage's output folder atomically."""
-    from safetensors.torch import save_file
-
-    info = nerf_info(trainer)
-    with atomic.output_dir(output) as tmp:
-        weights = {k: v.detach().cpu().contiguous() for k, v in trainer.model.state_dict().items()}
-        save_file(weights, str(tmp / "model.safetensors"))
-        atomic.write_json(tmp / "nerf.json", info)
-        atomic.write_text(tmp / "train_log.csv", log_csv(trainer.log_rows))
-        if (resume_dir / "idu").is_dir():
-            shutil.copytree(resume_dir / "idu", tmp / "idu")
-    timings = info["timings"]
-    log.info(
-        "trained in %.1f s: NeRF %.1f s (%.0f rays/s), %d IDU rounds %.1f s; wrote %s",
-        timings["seconds"],
-        timings["nerf_seconds"],
-        timings["rays_per_second"],
-        len(trainer.idu_rounds),
-        timings["idu_seconds"],
-        output,
-    )
