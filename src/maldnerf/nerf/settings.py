@@ -114,7 +114,7 @@ class LossWeights:
     StyleGAN2's convention: the gradient of the sum of the patch's logit map (4×4 positions for
     patch sizes 8·2^k), its squared norm averaged over the batch; applied lazily every
     ``adversarial.r1_interval`` steps, multiplied by the interval. 10/256: what γ = 10 on the
-    map's mean (the convention before issue #16) was, close to StyleGAN2's heuristic
+    map's mean (this project's earlier convention) was, close to StyleGAN2's heuristic
     0.0002·P²/batch for 16–64 px patches; weaker penalties let the discriminator's gradients
     add noise to the renders."""
     inpainted: float = 0.1
@@ -124,7 +124,8 @@ class LossWeights:
     regularise_patches: bool = True
     """Apply the interlevel and distortion losses to the patch rays inside the mask too (the
     paper's L^m: the proposal networks fit the inpainted volume, floaters there are penalised);
-    off, they see the rays outside the mask only (before issue #16). Never a pixel loss."""
+    off, they see the rays outside the mask only (this project's earlier behaviour). Never a pixel
+    loss."""
 
     def __post_init__(self) -> None:
         for name in (
